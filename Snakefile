@@ -1,0 +1,27 @@
+"""Ablation of attention pre-out neurons (Pochinkov et al.): see README.md.
+
+    snakemake --cores all                  # the whole study in config.yaml
+    snakemake --cores all <model>          # one model's branch (tokens -> ... -> its figure)
+    snakemake --cores all --configfile config/paper.yaml
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/assets.smk"
+include: "workflow/rules/tokens.smk"
+include: "workflow/rules/statistics.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

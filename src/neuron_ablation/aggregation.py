@@ -1,0 +1,155 @@
+"""Stage 5: evaluation JSONs -> long CSV, the paper's Table 2, and one figure per model.
+
+Spread over seeds is the sample standard deviation (ddof=1); with one seed it is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+EVAL_PATH = re.compile(
+    r"(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
+)
+TABLE2_FRACTIONS = (0.5, 0.9)
+COLUMNS = ["model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"]
+
+
+def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
+    """One row per evaluation JSON; model, method, seed and fraction come from the path."""
+    rows = []
+    for path in paths:
+        match = EVAL_PATH.search(Path(path).as_posix())
+        if match is None:
+            raise ValueError(f"not an evaluation result path: {path}")
+        result = json.loads(Path(path).read_text())
+        rows.append(
+            {
+                "model": match["model"],
+                "method": match["method"],
+                "seed": int(match["seed"]),
+                "fraction": float(match["fraction"]),
+                **{key: result[key] for key in ("top1", "loss", "n_tokens", "n_ablated")},
+            }
+        )
+    return pl.DataFrame(rows).select(COLUMNS).sort(["model", "method", "seed", "fraction"])
+
+
+def summarise(results: pl.DataFrame) -> pl.DataFrame:
+    """Mean and std over seeds per (model, method, fraction); top-1 in %."""
+    return (
+        results.group_by(["model", "method", "fraction"])
+        .agg(
+            (pl.col("top1").mean() * 100).alias("top1_mean"),
+            (pl.col("top1").std(ddof=1).fill_null(0.0) * 100).alias("top1_std"),
+            pl.col("loss").mean().alias("loss_mean"),
+            pl.col("loss").std(ddof=1).fill_null(0.0).alias("loss_std"),
+            pl.len().alias("n_seeds"),
+        )
+        .sort(["model", "method", "fraction"])
+    )
+
+
+def table2(summary: pl.DataFrame) -> pl.DataFrame:
+    """The paper's Table 2: rows (metric, setting, method), a mean and std column per model."""
+    baseline = (
+        summary.filter(pl.col("fraction") == 0.0)
+        .group_by("model")
+        .agg(pl.col("^(top1|loss)_mean$").first())
+        .with_columns(setting=pl.lit("baseline"), method=pl.lit(""), top1_std=0.0, loss_std=0.0)
+    )
+    pruned = summary.filter(pl.col("fraction").is_in(TABLE2_FRACTIONS)).with_columns(
+        setting=(pl.col("fraction") * 100).round(0).cast(pl.Int64).cast(pl.Utf8) + " %"
+    )
+    columns = ["model", "setting", "method", "top1_mean", "top1_std", "loss_mean", "loss_std"]
+    long = pl.concat([baseline.select(columns), pruned.select(columns)])
+    frames = []
+    for metric in ("top1", "loss"):
+        frame = long.select(
+            pl.lit(metric).alias("metric"),
+            "setting",
+            "method",
+            "model",
+            pl.col(f"{metric}_mean").alias("mean"),
+            pl.col(f"{metric}_std").alias("std"),
+        )
+        frames.append(frame)
+    stacked = pl.concat(frames)
+    wide = stacked.pivot(on="model", index=["metric", "setting", "method"], values=["mean", "std"])
+    order = {"baseline": 0, "50 %": 1, "90 %": 2}
+    return wide.sort(
+        [
+            pl.col("metric").replace_strict({"top1": 0, "loss": 1}, return_dtype=pl.Int64),
+            pl.col("setting").replace_strict(order, default=9, return_dtype=pl.Int64),
+            "method",
+        ]
+    )
+
+
+def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
+    titles = {"top1": "Top-1 accuracy (%)", "loss": "Cross-entropy loss"}
+    lines = []
+    for metric, title in titles.items():
+        lines += [f"### {title}", "", "| | | " + " | ".join(models) + " |"]
+        lines.append("|---|---|" + "---|" * len(models))
+        for row in table.filter(pl.col("metric") == metric).iter_rows(named=True):
+            cells = [_cell(row.get(f"mean_{m}"), row.get(f"std_{m}")) for m in models]
+            lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
+    """Top-1 and CE against fraction ablated, one line per method, a band of +- one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = summary.filter(pl.col("model") == model)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for (method,), group in sorted(data.group_by("method"), key=lambda g: g[0][0]):
+        group = group.sort("fraction")
+        x = group["fraction"].to_numpy() * 100
+        for ax, metric in zip(axes, ("top1", "loss"), strict=True):
+            mean, std = group[f"{metric}_mean"].to_numpy(), group[f"{metric}_std"].to_numpy()
+            (line,) = ax.plot(x, mean, marker="o", markersize=3, label=method)
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    axes[0].set_ylabel("top-1 accuracy (%)")
+    axes[1].set_ylabel("cross-entropy loss")
+    for ax in axes:
+        ax.set_xlabel("attention pre-out neurons ablated (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="method")
+    fig.suptitle(f"{model}: random ablation of attention neurons (mean ± std over seeds)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def write_tables(eval_files: Iterable[str | Path], tables_dir: Path) -> None:
+    """Write ablation.csv, table2.csv and table2.md."""
+    results = read_results(eval_files)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    results.write_csv(tables_dir / "ablation.csv")
+    table = table2(summarise(results))
+    table.write_csv(tables_dir / "table2.csv")
+    models = results["model"].unique(maintain_order=True).to_list()
+    (tables_dir / "table2.md").write_text(table2_markdown(table, models))
+
+
+def write_figure(eval_files: Iterable[str | Path], out: Path) -> None:
+    """Plot one model's results (all files must belong to one model)."""
+    summary = summarise(read_results(eval_files))
+    models = summary["model"].unique().to_list()
+    if len(models) != 1:
+        raise ValueError(f"expected results of one model, got {models}")
+    plot_model(summary, models[0], out)

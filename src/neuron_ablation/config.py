@@ -1,0 +1,126 @@
+"""Pipeline configuration: JSON-schema validation with defaults, and cross-reference checks.
+
+The Snakefile calls :func:`validate_config` before building the job graph, so a bad config stops
+the workflow before any compute, with a message naming the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from neuron_ablation.assets import EMBEDDED_PREFIX
+
+SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yaml"))
+
+EMBEDDED_MODELS = ("smollm2-135m",)
+EMBEDDED_DATASETS = ("wikipedia-leads",)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and what is allowed."""
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in schema defaults while it validates (the jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _field(path) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def _explain(error) -> str:
+    field = _field(error.absolute_path) or "<top level>"
+    schema = error.schema
+    if error.validator == "enum":
+        return f"{field}: {error.instance!r} is not allowed; allowed values: {schema['enum']}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        return f"{field}: {error.message}; allowed keys: {allowed}"
+    return f"{field}: {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema (filling defaults), then cross-check it.
+
+    Raises:
+        ConfigError: naming every offending field.
+    """
+    validator = _with_defaults(Draft202012Validator)(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_explain(e) for e in errors))
+    check_config(config)
+    return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Checks a schema cannot express: references between sections, ranges, embedded names."""
+    problems = []
+    for name, model in config["models"].items():
+        if model["dataset"] not in config["datasets"]:
+            problems.append(
+                f"models.{name}.dataset: {model['dataset']!r} is not a key of datasets; "
+                f"defined datasets: {sorted(config['datasets'])}"
+            )
+        problems += _check_source(f"models.{name}.source", model["source"], EMBEDDED_MODELS)
+    for name, dataset in config["datasets"].items():
+        problems += _check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
+    low, high = config["stats"]["range"]
+    if not low < high:
+        problems.append(f"stats.range: need low < high, got [{low}, {high}]")
+    labels = [fraction_label(f) for f in config["fractions"]]
+    for fraction, label in zip(config["fractions"], labels, strict=True):
+        if abs(float(label) - fraction) > 1e-12:
+            problems.append(
+                f"fractions: {fraction} has more than two decimals (allowed: 0.00..1.00)"
+            )
+    if len(set(labels)) != len(labels):
+        problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_source(field: str, source: str, embedded: tuple[str, ...]) -> list[str]:
+    if source.startswith(EMBEDDED_PREFIX):
+        asset = source.removeprefix(EMBEDDED_PREFIX)
+        if asset not in embedded:
+            allowed = [EMBEDDED_PREFIX + e for e in embedded]
+            return [f"{field}: unknown embedded asset {source!r}; allowed: {allowed}"]
+        return []
+    looks_local = source.startswith((".", "/", "~")) or Path(source).suffix in (
+        ".txt",
+        ".jsonl",
+        ".parquet",
+    )
+    if looks_local and not Path(source).expanduser().exists():
+        return [f"{field}: local path {source!r} does not exist"]
+    return []
+
+
+def fraction_label(fraction: float) -> str:
+    """The fraction as it appears in artifact paths: two decimals."""
+    return f"{fraction:.2f}"
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    return validate_config(yaml.safe_load(Path(path).read_text()) or {})

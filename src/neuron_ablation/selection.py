@@ -1,0 +1,57 @@
+"""Random, nested neuron selection: one rank per neuron, per layer and seed.
+
+A neuron is ablated at fraction ``f`` iff ``rank < round(f * n_neurons_in_layer)``, so the ablated
+set grows monotonically with ``f`` (nested), each layer loses the same share of its neurons, and
+``f = 1`` ablates every neuron. Ranks come from ``numpy.random.default_rng(seed)``, one permutation
+per layer in layer order, independent of any global RNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from neuron_ablation.io import atomic_output
+
+
+def neuron_ranks(widths: Sequence[int], seed: int) -> np.ndarray:
+    """int64 [layer, neuron]: a random permutation of 0..width-1 in every layer."""
+    if len(set(widths)) != 1:
+        raise ValueError(f"layers of different widths are not supported: {sorted(set(widths))}")
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(width) for width in widths]).astype(np.int64)
+
+
+def n_ablated_per_layer(fraction: float, width: int) -> int:
+    """``round(fraction * width)``, Python's round (half to even)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    return round(fraction * width)
+
+
+def ablation_masks(ranks: np.ndarray, fraction: float) -> list[torch.Tensor]:
+    """Per layer bool [neuron]: the neurons ablated at ``fraction``."""
+    return [torch.from_numpy(row < n_ablated_per_layer(fraction, len(row))) for row in ranks]
+
+
+def write_selection(path: str | Path, ranks: np.ndarray, seed: int) -> None:
+    with atomic_output(path) as tmp:
+        group = zarr.open_group(
+            str(tmp),
+            mode="w",
+            attributes={
+                "seed": seed,
+                "rule": "ablated at fraction f iff rank < round(f * n_neurons_in_layer)",
+                "rng": "numpy.random.default_rng(seed).permutation(width), one per layer in order",
+            },
+        )
+        group.create_array("rank", data=ranks, dimension_names=["layer", "neuron"])
+        zarr.consolidate_metadata(str(tmp))
+
+
+def read_ranks(path: str | Path) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(path), mode="r")["rank"][:])

@@ -1,0 +1,158 @@
+"""Stage 2: per-neuron mean and aligned histograms of attention pre-out activations -> Zarr.
+
+One pass over the statistics sequences with a forward pre-hook on every attention output
+projection. Every position of every sequence counts (BOS/CLS included, as in the paper).
+
+Store layout (``results/{model}/stats.zarr``; open with ``xarray.open_zarr``):
+
+====================  ====================  =====================================================
+array                 dims                  meaning
+====================  ====================  =====================================================
+mean                  layer, neuron         float64 mean over all positions
+count                 layer, neuron         int64 number of activations seen
+hist                  layer, neuron, bin    int64 counts of tracked bins
+underflow, overflow   layer, neuron         int64 counts below / at or above the tracked range
+peak                  layer, neuron         float64 (k_max + 0.5) * bin_width
+layer, neuron, bin    (coordinates)         int indices; ``bin`` holds the integer k of each bin
+====================  ====================  =====================================================
+
+Bin ``k`` covers ``[k * bin_width, (k + 1) * bin_width)``; the left edge of the bin at position j
+is ``bin[j] * bin_width`` computed in float64 (``bin[j] == bin_index_offset + j``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from torch import nn
+from tqdm import tqdm
+
+from neuron_ablation.architectures import attention_output_projections, neuron_widths
+from neuron_ablation.histogram import BinGrid, NeuronHistogram, layer_histograms, peak_values
+from neuron_ablation.io import atomic_output
+
+HOOK_POINT = "input of the attention output projection (TransformerLens hook_z, heads flattened)"
+
+
+def model_inputs(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """numpy columns of one batch -> the keyword arguments of the model's forward."""
+    inputs = {}
+    if "input_ids" in batch:
+        inputs["input_ids"] = as_tensor(batch["input_ids"], device, torch.long)
+    if "pixel_values" in batch:
+        inputs["pixel_values"] = as_tensor(batch["pixel_values"], device)
+    return inputs
+
+
+def as_tensor(values: np.ndarray, device: torch.device, dtype: torch.dtype | None = None):
+    """Copy a (possibly read-only, memory-mapped) numpy array to a tensor on ``device``."""
+    return torch.from_numpy(np.array(values)).to(device=device, dtype=dtype)
+
+
+def iter_batches(
+    columns: dict[str, np.ndarray], batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    n = len(next(iter(columns.values())))
+    for start in range(0, n, batch_size):
+        yield {name: values[start : start + batch_size] for name, values in columns.items()}
+
+
+@torch.inference_mode()
+def collect_statistics(
+    model: nn.Module,
+    columns: dict[str, np.ndarray],
+    grid: BinGrid,
+    batch_size: int = 8,
+) -> list[NeuronHistogram]:
+    """Run the model over ``columns`` and histogram every layer's z.
+
+    Args:
+        columns: model inputs, e.g. ``{"input_ids": int [sequence, position]}``.
+    """
+    device = next(model.parameters()).device
+    histograms = layer_histograms(neuron_widths(model), grid, device)
+
+    def make_hook(histogram: NeuronHistogram):
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            histogram.update(args[0])
+
+        return hook
+
+    handles = [
+        projection.register_forward_pre_hook(make_hook(h))
+        for projection, h in zip(attention_output_projections(model), histograms, strict=True)
+    ]
+    n_items = len(next(iter(columns.values())))
+    try:
+        with tqdm(total=n_items, unit="seq", desc="statistics") as bar:
+            for batch in iter_batches(columns, batch_size):
+                model(**model_inputs(batch, device))
+                bar.update(len(next(iter(batch.values()))))
+                bar.set_postfix(tokens=histograms[0].count)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return histograms
+
+
+def write_statistics(
+    path: str | Path,
+    histograms: Sequence[NeuronHistogram],
+    attrs: dict[str, Any],
+) -> None:
+    """Write the Zarr store described in the module docstring (atomically)."""
+    grid = histograms[0].grid
+    parts = [h.histogram() for h in histograms]
+    hist, underflow, overflow = (np.stack([p[i] for p in parts]) for i in range(3))
+    mean = np.stack([h.mean() for h in histograms])
+    count = np.stack([np.full(h.n_neurons, h.count, dtype=np.int64) for h in histograms])
+    n_layers, n_neurons = mean.shape
+    arrays = {
+        "layer": (np.arange(n_layers), ["layer"]),
+        "neuron": (np.arange(n_neurons), ["neuron"]),
+        "bin": (grid.bin_indices(), ["bin"]),
+        "mean": (mean, ["layer", "neuron"]),
+        "count": (count, ["layer", "neuron"]),
+        "hist": (hist, ["layer", "neuron", "bin"]),
+        "underflow": (underflow, ["layer", "neuron"]),
+        "overflow": (overflow, ["layer", "neuron"]),
+        "peak": (peak_values(hist, grid), ["layer", "neuron"]),
+    }
+    store_attrs = {
+        "bin_width": grid.bin_width,
+        "bin_index_offset": grid.k_lo,
+        "n_bins": grid.n_bins,
+        "bin_edges": (
+            "bin k covers [k * bin_width, (k + 1) * bin_width); the coordinate 'bin' holds k, so "
+            "the left edge at position j is float64(bin[j]) * bin_width with "
+            "bin[j] == bin_index_offset + j"
+        ),
+        "peak_definition": "(k_max + 0.5) * bin_width, k_max the fullest bin, ties to lowest k",
+        "hook_point": HOOK_POINT,
+        "neuron_index": "head * d_head + dim",
+        **attrs,
+    }
+    with atomic_output(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", attributes=store_attrs)
+        for name, (data, dims) in arrays.items():
+            chunks = (1, *data.shape[1:]) if name == "hist" else data.shape
+            group.create_array(name, data=data, chunks=chunks, dimension_names=dims)
+        zarr.consolidate_metadata(str(tmp))
+
+
+def open_statistics(path: str | Path) -> zarr.Group:
+    return zarr.open_group(str(path), mode="r")
+
+
+def ablation_constants(path: str | Path, method: str) -> list[torch.Tensor]:
+    """Per layer float [neuron] constants of a constant method from a statistics store."""
+    if method == "zero":
+        raise ValueError("zero ablation needs no statistics")
+    store = open_statistics(path)
+    values = np.asarray(store[method][:])
+    return [torch.from_numpy(row) for row in values]

@@ -1,0 +1,145 @@
+"""Stage 1: text -> fixed-length token sequences in an Arrow IPC file.
+
+Documents are tokenised in order (with the tokenizer's special tokens, and an EOS appended where
+the tokenizer adds none), concatenated into one stream and cut into sequences of ``seq_len`` tokens;
+the last, incomplete sequence is dropped. ``n_tokens`` asks for ``ceil(n_tokens / seq_len)``
+sequences.
+
+Splits are disjoint by construction. A hub dataset uses its own splits (``stats_split`` and
+``eval_split``, streamed, so The Pile is never downloaded whole). A single collection (a local file
+or an embedded set) is split per document: document ``i`` goes to evaluation iff
+``default_rng(split_seed).random(n_documents)[i] < eval_share``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from neuron_ablation.io import sequences_table, write_arrow
+
+PARTS = ("stats", "eval")
+LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
+
+
+class NotEnoughDataError(ValueError):
+    pass
+
+
+def is_local_collection(source: str) -> bool:
+    return Path(source).suffix in LOCAL_SUFFIXES and Path(source).is_file()
+
+
+def read_local_documents(path: str | Path, text_field: str = "text") -> list[str]:
+    """Documents of a local file: .txt (separated by blank lines), .jsonl or .parquet."""
+    path = Path(path)
+    if path.suffix == ".txt":
+        blocks = path.read_text(encoding="utf-8").split("\n\n")
+        return [block.strip() for block in blocks if block.strip()]
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return [str(row[text_field]) for row in rows if row.get(text_field)]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return [t for t in pq.read_table(path, columns=[text_field]).column(0).to_pylist() if t]
+    raise ValueError(f"local dataset must end in {', '.join(LOCAL_SUFFIXES)}: {path}")
+
+
+def collection_split(n_documents: int, part: str, eval_share: float, split_seed: int) -> np.ndarray:
+    """Indices (in file order) of the documents of ``part`` in a single collection."""
+    is_eval = np.random.default_rng(split_seed).random(n_documents) < eval_share
+    return np.flatnonzero(is_eval if part == "eval" else ~is_eval)
+
+
+def iter_documents(
+    source: str,
+    part: str,
+    *,
+    text_field: str = "text",
+    stats_split: str = "train",
+    eval_split: str = "test",
+    eval_share: float = 0.2,
+    split_seed: int = 0,
+) -> Iterator[str]:
+    """The documents of ``part`` ("stats" or "eval") of a dataset source, in a fixed order."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    if is_local_collection(source):
+        documents = read_local_documents(source, text_field)
+        for i in collection_split(len(documents), part, eval_share, split_seed):
+            yield documents[i]
+        return
+    from datasets import load_dataset
+
+    split = stats_split if part == "stats" else eval_split
+    for row in load_dataset(source, split=split, streaming=True):
+        if row.get(text_field):
+            yield row[text_field]
+
+
+def token_stream(tokenizer, documents: Iterable[str], batch: int = 64) -> Iterator[list[int]]:
+    """Token ids of each document, with EOS appended where the tokenizer adds none."""
+    eos = tokenizer.eos_token_id
+    pending: list[str] = []
+
+    def flush() -> Iterator[list[int]]:
+        for ids in tokenizer(pending, add_special_tokens=True)["input_ids"]:
+            yield ids + [eos] if eos is not None and (not ids or ids[-1] != eos) else ids
+        pending.clear()
+
+    for document in documents:
+        pending.append(document)
+        if len(pending) == batch:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def pack_sequences(streams: Iterable[list[int]], seq_len: int, n_sequences: int) -> np.ndarray:
+    """Concatenate token lists and cut the first ``n_sequences`` full rows: int32 [seq, seq_len]."""
+    needed = seq_len * n_sequences
+    buffer = np.empty(needed, dtype=np.int32)
+    filled = 0
+    with tqdm(total=needed, unit="tok", desc="tokenizing", mininterval=1.0) as bar:
+        for ids in streams:
+            take = min(len(ids), needed - filled)
+            buffer[filled : filled + take] = ids[:take]
+            filled += take
+            bar.update(take)
+            if filled == needed:
+                return buffer.reshape(n_sequences, seq_len)
+    raise NotEnoughDataError(
+        f"dataset has only {filled} tokens for this split, {needed} needed "
+        f"({n_sequences} sequences of {seq_len}); lower n_tokens or use more data"
+    )
+
+
+def n_sequences_for(n_tokens: int, seq_len: int) -> int:
+    return math.ceil(n_tokens / seq_len)
+
+
+def tokenize_text(
+    tokenizer,
+    documents: Iterable[str],
+    out: str | Path,
+    *,
+    n_tokens: int,
+    seq_len: int,
+    metadata: dict[str, str] | None = None,
+) -> pa.Table:
+    """Tokenise ``documents`` into ``ceil(n_tokens / seq_len)`` sequences and write ``out``."""
+    ids = pack_sequences(
+        token_stream(tokenizer, documents), seq_len, n_sequences_for(n_tokens, seq_len)
+    )
+    table = sequences_table(ids)
+    table = table.replace_schema_metadata({k: str(v) for k, v in (metadata or {}).items()})
+    write_arrow(out, table)
+    return table

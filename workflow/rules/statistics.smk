@@ -1,0 +1,34 @@
+# Stage 2: per-neuron mean and aligned fixed-width histograms -> Zarr.
+
+
+rule statistics:
+    input:
+        model=model_inputs,
+        tokens=f"{RESULTS}/{{model}}/tokens/stats.arrow",
+    output:
+        directory(f"{RESULTS}/{{model}}/stats.zarr"),
+    params:
+        model=lambda w: model_source(w.model),
+        task=lambda w: MODELS[w.model]["task"],
+        dataset=lambda w: MODELS[w.model]["dataset"],
+        runtime=lambda w: runtime_args(w.model),
+        bin_width=config["stats"]["bin_width"],
+        low=config["stats"]["range"][0],
+        high=config["stats"]["range"][1],
+    threads: workflow.cores
+    resources:
+        gpu=model_resource("gpu"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
+    log:
+        f"{LOGS}/statistics/{{model}}.log",
+    benchmark:
+        f"{BENCH}/statistics/{{model}}.tsv"
+    conda:
+        ENV
+    shell:
+        "neuron-ablation statistics --model-source {params.model} --task {params.task}"
+        " --tokens {input.tokens} {params.runtime} --threads {threads}"
+        " --bin-width {params.bin_width} --range {params.low} {params.high}"
+        " --model-name {wildcards.model} --dataset-name {params.dataset} --out {output}"
+        " > {log} 2>&1"
