@@ -24,10 +24,11 @@ WeightLayout = Literal["linear", "conv1d"]
 class Architecture:
     """Where the attention output projection lives in one model family."""
 
-    blocks: str
-    """Dotted attribute path from ``model.base_model`` to the ``ModuleList`` of blocks."""
-    out_proj: str
-    """Dotted attribute path from one block to its attention output projection."""
+    blocks: str | tuple[str, ...]
+    """Dotted attribute path from ``model.base_model`` to the ``ModuleList`` of blocks
+    (alternatives in a tuple, for module names that changed between transformers versions)."""
+    out_proj: str | tuple[str, ...]
+    """Dotted attribute path from one block to its attention output projection (or alternatives)."""
     layout: WeightLayout = "linear"
     """``linear``: ``y = z @ W.T + b`` (W is [out, in]); ``conv1d``: ``y = z @ W + b``."""
 
@@ -47,7 +48,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "roberta": Architecture("encoder.layer", "attention.output.dense"),
     "bert": Architecture("encoder.layer", "attention.output.dense"),
     # vision
-    "vit": Architecture("encoder.layer", "attention.output.dense"),
+    # transformers >= 5.20 renamed ViT's modules; the first path that exists is used.
+    "vit": Architecture(
+        ("layers", "encoder.layer"), ("attention.o_proj", "attention.output.dense")
+    ),
 }
 
 
@@ -68,11 +72,20 @@ def architecture_of(model: nn.Module) -> Architecture:
     return ARCHITECTURES[model_type]
 
 
-def _get_path(root: nn.Module, path: str) -> nn.Module:
-    module = root
-    for name in path.split("."):
-        module = getattr(module, name)
-    return module
+def _get_path(root: nn.Module, paths: str | tuple[str, ...]) -> nn.Module:
+    """The module at the first of ``paths`` that exists below ``root``."""
+    for path in (paths,) if isinstance(paths, str) else paths:
+        module = root
+        try:
+            for name in path.split("."):
+                module = getattr(module, name)
+        except AttributeError:
+            continue
+        return module
+    raise UnsupportedArchitectureError(
+        f"{type(root).__name__} has none of the module paths {paths}; the entry for this "
+        "architecture in neuron_ablation.architectures.ARCHITECTURES needs updating"
+    )
 
 
 def attention_output_projections(model: nn.Module) -> list[nn.Module]:
