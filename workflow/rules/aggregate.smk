@@ -5,24 +5,50 @@ rule tables:
     input:
         [path for model in MODELS for path in model_eval_results(model)],
     output:
-        ablation=f"{RESULTS}/tables/ablation.csv",
-        table2=f"{RESULTS}/tables/table2.csv",
-        table2_md=f"{RESULTS}/tables/table2.md",
+        ablation=report(
+            f"{RESULTS}/tables/ablation.csv",
+            caption="../report/ablation.rst",
+            category="Ablation",
+            subcategory="Tables",
+            labels={"table": "all evaluations"},
+        ),
+        table2=report(
+            f"{RESULTS}/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="Ablation",
+            subcategory="Tables",
+            labels={"table": "Table 2 (csv)"},
+        ),
+        table2_md=report(
+            f"{RESULTS}/tables/table2.md",
+            caption="../report/table2_md.rst",
+            category="Ablation",
+            subcategory="Tables",
+            labels={"table": "Table 2 (markdown)"},
+        ),
     log:
         f"{LOGS}/tables.log",
     benchmark:
         f"{BENCH}/tables.tsv"
     conda:
         ENV
+    params:
+        tables=lambda wildcards, output: Path(output.ablation).parent,
     shell:
-        "neuron-ablation aggregate --tables {RESULTS}/tables {input} > {log} 2>&1"
+        "neuron-ablation aggregate --tables {params.tables} {input} > {log} 2>&1"
 
 
 rule figure:
     input:
         lambda w: model_eval_results(w.model),
     output:
-        f"{RESULTS}/figures/{{model}}.png",
+        report(
+            f"{RESULTS}/figures/{{model}}.png",
+            caption="../report/figure.rst",
+            category="Ablation",
+            subcategory="Figures",
+            labels={"model": "{model}", "figure": "top-1 and CE against fraction"},
+        ),
     log:
         f"{LOGS}/figure/{{model}}.log",
     benchmark:

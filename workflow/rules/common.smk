@@ -2,7 +2,7 @@ import re
 from pathlib import Path
 
 from neuron_ablation.assets import EMBEDDED_PREFIX
-from neuron_ablation.config import SCHEMA_PATH, check_config, fraction_label
+from neuron_ablation.config import SCHEMA_PATH, check_config, fraction_label, model_methods
 from snakemake.utils import validate
 
 
@@ -77,16 +77,21 @@ def eval_result(model, method, seed, fraction):
 def model_eval_results(model):
     return [
         eval_result(model, method, seed, fraction)
-        for method in config["methods"]
+        for method in model_methods(config, model)
         for seed in config["seeds"]
         for fraction in FRACTIONS
     ]
 
 
 def model_outputs(model):
-    return model_eval_results(model) + [f"{RESULTS}/figures/{model}.png"]
+    return model_eval_results(model) + [
+        f"{RESULTS}/figures/{model}.png",
+        f"{RESULTS}/figures/{model}_neurons.png",
+        f"{RESULTS}/tables/{model}_top_neurons.csv",
+    ]
 
 
 def all_outputs():
-    outputs = [f"{RESULTS}/tables/{name}" for name in ("ablation.csv", "table2.csv", "table2.md")]
+    tables = ("ablation.csv", "table2.csv", "table2.md", "comparison.csv", "comparison.md")
+    outputs = [f"{RESULTS}/tables/{name}" for name in tables]
     return outputs + [path for model in MODELS for path in model_outputs(model)]

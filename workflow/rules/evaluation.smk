@@ -56,13 +56,16 @@ def evaluate_inputs(wildcards):
     }
     if wildcards.method in NEEDS_STATISTICS:
         inputs["stats"] = f"{RESULTS}/{wildcards.model}/stats.zarr"
+    if wildcards.method.startswith("resample-") and float(wildcards.fraction) > 0.0:
+        inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
     if float(wildcards.fraction) == 0.0:
         inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
     return inputs
 
 
 def optional_args(wildcards, input):
-    args = [f"--{name} {input[name]}" for name in ("stats", "baseline") if name in input.keys()]
+    names = ("stats", "baseline", "bank")
+    args = [f"--{name} {input[name]}" for name in names if name in input.keys()]
     return " ".join(args)
 
 

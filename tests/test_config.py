@@ -1,0 +1,52 @@
+import copy
+
+import pytest
+from conftest import run_snakemake, tiny_config
+
+from neuron_ablation.config import ConfigError, validate_config
+
+
+@pytest.fixture
+def good(tiny_llama, corpus_file):
+    return tiny_config(tiny_llama, corpus_file)
+
+
+def test_defaults_are_filled(good):
+    config = copy.deepcopy(good)
+    del config["stats"], config["methods"]
+    validate_config(config)
+    assert config["methods"] == ["zero", "mean", "peak"]
+    assert config["stats"]["bin_width"] == 0.01
+    assert config["models"]["tiny"]["dtype"] == "float32"
+
+
+BAD = [
+    (lambda c: c.update(methods=["zero", "median"]), r"methods\[1\].*'median'.*zero.*mean.*peak"),
+    (lambda c: c.update(fractions=[0.0, 1.5]), r"fractions\[1\].*1.5"),
+    (lambda c: c["models"]["tiny"].update(dataset="pile"), r"models.tiny.dataset.*'pile'.*corpus"),
+    (lambda c: c["models"]["tiny"].update(task="seq2seq"), r"models.tiny.task.*seq2seq.*causal-lm"),
+    (lambda c: c["stats"].update(bin_width=0), r"stats.bin_width"),
+    (lambda c: c["stats"].update(bin_width=-0.1), r"stats.bin_width"),
+    (lambda c: c["stats"].update(range=[1.0, -1.0]), r"stats.range"),
+    (lambda c: c["models"]["tiny"].update(source="embedded:gpt5"), r"embedded:smollm2-135m"),
+    (lambda c: c["datasets"]["corpus"].update(source="./missing.jsonl"), r"does not exist"),
+    (lambda c: c.update(fractions=[0.125]), r"fractions.*two decimals"),
+    (lambda c: c.update(color="red"), r"color"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), BAD)
+def test_bad_config_names_field_and_allowed_values(good, mutate, message):
+    config = copy.deepcopy(good)
+    mutate(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_snakemake_stops_before_any_compute(tmp_path, good):
+    config = copy.deepcopy(good)
+    config["methods"] = ["zero", "median"]
+    result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert "median" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from neuron_ablation.histogram import BinGrid, NeuronHistogram, bin_of, peak_values
+
+
+def numpy_reference(values: np.ndarray, grid: BinGrid):
+    """Counts per tracked bin via np.histogram on the float64 edges k * eps, plus under/overflow."""
+    edges = np.append(grid.left_edges(), grid.k_hi * grid.bin_width)
+    inside = (values >= edges[0]) & (values < edges[-1])
+    hist, _ = np.histogram(values[inside], bins=edges)
+    return hist, int((values < edges[0]).sum()), int((values >= edges[-1]).sum())
+
+
+def fill(values: np.ndarray, grid: BinGrid) -> NeuronHistogram:
+    """values [observation, neuron] fed in three uneven chunks."""
+    h = NeuronHistogram(values.shape[1], grid)
+    for chunk in np.array_split(values, 3):
+        h.update(torch.from_numpy(chunk))
+    return h
+
+
+def test_grid_is_aligned_to_multiples_of_bin_width():
+    grid = BinGrid.covering(0.25, -1.1, 0.6)
+    assert (grid.k_lo, grid.k_hi) == (-5, 3)
+    np.testing.assert_array_equal(grid.left_edges(), np.arange(-5, 3) * 0.25)
+    assert BinGrid.covering(0.01, -10, 10).n_bins == 2000
+
+
+def test_counts_match_numpy_including_outliers_and_edges():
+    rng = np.random.default_rng(0)
+    grid = BinGrid.covering(0.1, -1.0, 1.0)
+    values = rng.normal(0, 0.6, size=(5000, 3))
+    # exact bin edges, values just below edges, and far outliers on both sides
+    values[:21, 0] = np.arange(-10, 11) * 0.1
+    values[21:42, 0] = np.nextafter(np.arange(-10, 11) * 0.1, -np.inf)
+    values[42:45, 1] = [-50.0, 50.0, 1.0]
+    h = fill(values.astype(np.float64), grid)
+    hist, under, over = h.histogram()
+    for n in range(3):
+        ref_hist, ref_under, ref_over = numpy_reference(values[:, n], grid)
+        np.testing.assert_array_equal(hist[n], ref_hist)
+        assert (under[n], over[n]) == (ref_under, ref_over)
+        assert hist[n].sum() + under[n] + over[n] == len(values)
+    np.testing.assert_allclose(h.mean(), values.mean(axis=0), rtol=1e-12)
+
+
+def test_bin_of_is_exact_at_edges():
+    eps = 0.1
+    k = np.arange(-30, 30)
+    edges = torch.from_numpy(k * eps)
+    np.testing.assert_array_equal(bin_of(edges, eps).numpy(), k)
+    below = torch.from_numpy(np.nextafter(k * eps, -np.inf))
+    np.testing.assert_array_equal(bin_of(below, eps).numpy(), k - 1)
+
+
+def test_nan_and_inf_are_counted_not_dropped():
+    grid = BinGrid.covering(0.5, -1, 1)
+    h = fill(np.array([[np.nan], [np.inf], [-np.inf], [0.2]]), grid)
+    hist, under, over = h.histogram()
+    assert (hist.sum(), under[0], over[0]) == (1, 1, 2)
+
+
+def test_peak_is_centre_of_fullest_bin_and_ignores_outliers():
+    # REFERENCE.md: 100k values around 0.02 plus 10 at 5 moved the paper's adaptive peak to 0.0017.
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.uniform(0.02, 0.0299, 100_000), np.full(10, 5.0)])[:, None]
+    grid = BinGrid.covering(0.01, -10, 10)
+    hist, _, _ = fill(values, grid).histogram()
+    assert peak_values(hist, grid)[0] == pytest.approx(0.025)
+
+
+def test_peak_ties_go_to_lowest_bin():
+    grid = BinGrid.covering(1.0, -3, 3)
+    hist = np.array([[0, 2, 0, 2, 0, 1], [5, 0, 0, 0, 0, 5]])
+    np.testing.assert_allclose(peak_values(hist, grid), [-1.5, -2.5])
+
+
+def test_memory_does_not_grow_with_tokens():
+    grid = BinGrid.covering(0.01, -1, 1)
+    h = NeuronHistogram(4, grid)
+    size = h.counts.numel()
+    for _ in range(5):
+        h.update(torch.randn(1000, 4))
+    assert h.counts.numel() == size and h.count == 5000

@@ -1,0 +1,137 @@
+"""End to end: the whole Snakemake pipeline on a tiny Llama, every artifact opened and checked."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import xarray as xr
+import zarr
+from conftest import run_snakemake
+
+from neuron_ablation.io import read_arrow, read_model_inputs
+
+N_LAYERS, WIDTH = 2, 32
+
+
+def test_token_files(pipeline_run):
+    workdir, config = pipeline_run
+    seq_len = config["models"]["tiny"]["seq_len"]
+    for part in ("stats", "eval"):
+        table = read_arrow(workdir / f"results/tiny/tokens/{part}.arrow")
+        assert str(table.schema.field("input_ids").type) == "list<item: int32>"
+        ids = read_model_inputs(workdir / f"results/tiny/tokens/{part}.arrow")["input_ids"]
+        assert ids.shape == (math.ceil(config[part]["n_tokens"] / seq_len), seq_len)
+
+
+def test_statistics_store(pipeline_run):
+    workdir, config = pipeline_run
+    path = workdir / "results/tiny/stats.zarr"
+    store = zarr.open_group(str(path), mode="r")
+    eps = store.attrs["bin_width"]
+    assert eps == config["stats"]["bin_width"]
+    assert store.attrs["model"] == "tiny" and store.attrs["n_tokens"] == 512
+    assert "hook_z" in store.attrs["hook_point"]
+    hist = np.asarray(store["hist"][:])
+    count = np.asarray(store["count"][:])
+    assert hist.shape[:2] == (N_LAYERS, WIDTH)
+    assert (count == 512).all()
+    total = hist.sum(-1) + np.asarray(store["underflow"][:]) + np.asarray(store["overflow"][:])
+    np.testing.assert_array_equal(total, count)
+    k = np.asarray(store["bin"][:])
+    assert k[0] == store.attrs["bin_index_offset"] and (np.diff(k) == 1).all()
+    expected_peak = (k[np.argmax(hist, axis=-1)] + 0.5) * eps
+    np.testing.assert_array_equal(np.asarray(store["peak"][:]), expected_peak)
+
+    dataset = xr.open_zarr(str(path))
+    assert dataset["hist"].dims == ("layer", "neuron", "bin")
+    assert dataset["mean"].dims == ("layer", "neuron")
+    assert dataset["mean"].dtype == np.float64
+
+
+def test_selection_and_evaluations(pipeline_run):
+    workdir, config = pipeline_run
+    baseline = json.loads((workdir / "results/tiny/eval/baseline.json").read_text())
+    for seed in config["seeds"]:
+        ranks = np.asarray(zarr.open_group(str(workdir / f"results/tiny/selection/seed{seed}.zarr"))["rank"][:])
+        assert ranks.shape == (N_LAYERS, WIDTH)
+        for method in config["methods"]:
+            for fraction in config["fractions"]:
+                path = workdir / f"results/tiny/eval/{method}/seed{seed}/frac{fraction:.2f}.json"
+                result = json.loads(path.read_text())
+                assert set(result) >= {"top1", "loss", "n_tokens", "n_ablated"}
+                assert result["n_ablated"] == N_LAYERS * round(fraction * WIDTH)
+                assert result["n_tokens"] == 8 * 15  # 8 sequences x 15 next-token predictions
+                if fraction == 0:
+                    assert result["loss"] == baseline["loss"]
+
+
+def test_full_zero_ablation_removes_all_attention_output(pipeline_run):
+    """At 100 % zero ablation every projection outputs its bias only: all seeds agree exactly."""
+    workdir, _ = pipeline_run
+    losses = {
+        json.loads((workdir / f"results/tiny/eval/zero/seed{s}/frac1.00.json").read_text())["loss"]
+        for s in (0, 1)
+    }
+    assert len(losses) == 1
+
+
+def test_tables_and_figures(pipeline_run):
+    workdir, config = pipeline_run
+    ablation = pl.read_csv(workdir / "results/tables/ablation.csv")
+    assert ablation.columns == [
+        "model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"
+    ]  # fmt: skip
+    assert ablation.height == len(config["methods"]) * len(config["seeds"]) * 4
+    table2 = pl.read_csv(workdir / "results/tables/table2.csv")
+    assert set(table2["setting"]) == {"baseline", "50 %", "90 %"}
+    assert {"mean_tiny", "std_tiny"} <= set(table2.columns)
+    markdown = (workdir / "results/tables/table2.md").read_text()
+    assert "Top-1 accuracy" in markdown and "| 90 % | peak |" in markdown
+    png = (workdir / "results/figures/tiny.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def dry_run_jobs(workdir, config) -> dict[str, int]:
+    """Rule -> number of jobs that `snakemake -n` would run."""
+    output = run_snakemake(workdir, config, "-n", "--cores", "1").stdout
+    lines = output.split("Job stats:")[1].strip().splitlines()[2:]
+    jobs = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda c: c.update(seeds=[0, 1, 2]),
+            {"select_neurons": 1, "evaluate": 12},
+        ),
+        (
+            lambda c: c.update(fractions=[0.0, 0.3, 0.5, 0.9, 1.0]),
+            {"evaluate": 6},
+        ),
+        (
+            lambda c: c["stats"].update(bin_width=0.02),
+            # statistics and every mean/peak evaluation; zero ablation needs no statistics
+            {"statistics": 1, "evaluate": 16},
+        ),
+    ],
+)
+def test_only_invalidated_jobs_rerun(pipeline_run, change, expected):
+    workdir, config = pipeline_run
+    changed = copy.deepcopy(config)
+    change(changed)
+    jobs = dry_run_jobs(workdir, changed)
+    upstream = ("tokenize", "statistics", "select_neurons", "baseline", "evaluate")
+    # Stages up to evaluation rerun exactly as expected; aggregation reruns after any change.
+    assert {rule: n for rule, n in jobs.items() if rule in upstream} == expected
+    assert jobs["tables"] == 1
+    run_snakemake(workdir, config, "-n", "--cores", "1")  # restore the original config file

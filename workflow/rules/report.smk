@@ -1,0 +1,66 @@
+# Stage 6: Figure 1 and the most atypical neurons per model, the paired comparison of methods,
+# and the description of the HTML report (`snakemake --report report.html`).
+
+
+report: "../report/workflow.rst"
+
+
+rule neurons:
+    input:
+        f"{RESULTS}/{{model}}/stats.zarr",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{model}}_neurons.png",
+            caption="../report/neurons.rst",
+            category="Neurons",
+            subcategory="{model}",
+            labels={"model": "{model}", "content": "Figure 1: neuron distributions"},
+        ),
+        csv=report(
+            f"{RESULTS}/tables/{{model}}_top_neurons.csv",
+            caption="../report/top_neurons.rst",
+            category="Neurons",
+            subcategory="{model}",
+            labels={"model": "{model}", "content": "most atypical neurons (CSV)"},
+        ),
+    log:
+        f"{LOGS}/neurons/{{model}}.log",
+    benchmark:
+        f"{BENCH}/neurons/{{model}}.tsv"
+    conda:
+        ENV
+    params:
+        top=20,
+        panels=3,
+    shell:
+        "neuron-ablation neurons {input} --figure {output.figure} --csv {output.csv}"
+        " --top {params.top} --panels {params.panels} > {log} 2>&1"
+
+
+rule compare:
+    input:
+        f"{RESULTS}/tables/ablation.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/tables/comparison.csv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            labels={"table": "paired differences"},
+        ),
+        markdown=report(
+            f"{RESULTS}/tables/comparison.md",
+            caption="../report/comparison_md.rst",
+            category="Comparison",
+            labels={"table": "verdict per model"},
+        ),
+    log:
+        f"{LOGS}/compare.log",
+    benchmark:
+        f"{BENCH}/compare.tsv"
+    conda:
+        ENV
+    params:
+        confidence=0.95,
+    shell:
+        "neuron-ablation compare {input} --csv {output.csv} --markdown {output.markdown}"
+        " --confidence {params.confidence} > {log} 2>&1"
