@@ -1,8 +1,8 @@
 """Ablation of attention pre-out neurons (Pochinkov et al.): see README.md.
 
-    snakemake --cores all                  # the whole study in config.yaml
-    snakemake --cores all <model>          # one model's branch (tokens -> ... -> its figure)
-    snakemake --cores all --configfile config/paper.yaml
+snakemake --cores all                  # the whole study in config.yaml
+snakemake --cores all <model>          # one model's branch (tokens -> ... -> its figure)
+snakemake --cores all --configfile config/paper.yaml
 """
 
 from snakemake.utils import min_version
@@ -10,7 +10,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile replaces it rather than merging into it, so the
+# paper's config does not inherit the demo model.
+if not config:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

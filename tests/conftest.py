@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real-class models saved to disk, a small corpus, one finished pipeline run."""
+"""Shared fixtures: tiny real-class models on disk, a small corpus, one finished pipeline run."""
 
 from __future__ import annotations
 

@@ -55,7 +55,9 @@ def test_selection_and_evaluations(pipeline_run):
     workdir, config = pipeline_run
     baseline = json.loads((workdir / "results/tiny/eval/baseline.json").read_text())
     for seed in config["seeds"]:
-        ranks = np.asarray(zarr.open_group(str(workdir / f"results/tiny/selection/seed{seed}.zarr"))["rank"][:])
+        ranks = np.asarray(
+            zarr.open_group(str(workdir / f"results/tiny/selection/seed{seed}.zarr"))["rank"][:]
+        )
         assert ranks.shape == (N_LAYERS, WIDTH)
         for method in config["methods"]:
             for fraction in config["fractions"]:

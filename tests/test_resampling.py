@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_snakemake, tiny_config
-from tiny_models import load, save_causal_lm
+from tiny_models import load, save_causal_lm, save_vit
 
 from neuron_ablation.ablation import overwrite_z_hooks
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
 from neuron_ablation.config import ConfigError, model_methods, validate_config
 from neuron_ablation.evaluation import evaluate
-from neuron_ablation.io import read_json, read_model_inputs, write_arrow
+from neuron_ablation.io import read_json, read_model_inputs, sequences_table, write_arrow
 from neuron_ablation.resampling import (
     ResampleSettings,
     bank_attrs,
@@ -84,14 +84,14 @@ def test_inputs_are_seeded_and_deterministic(tiny_llama, source):
         table, _ = generate_inputs(str(tiny_llama), "causal-lm", settings, device="cpu")
         return np.array(table.column("input_ids").to_pylist()), table.column("text").to_pylist()
 
-    first, text = ids(0)
+    (first, text), (again, text_again), (other, other_text) = ids(0), ids(0), ids(1)
     assert first.shape == (4, SEQ_LEN)
-    np.testing.assert_array_equal(first, ids(0)[0])
-    assert text == ids(0)[1]
+    np.testing.assert_array_equal(first, again)
+    assert text == text_again
     # (the tiny word-level tokenizer reads random characters as <unk>: compare the text too)
-    assert text != ids(1)[1]
+    assert text != other_text
     if source != "chars":
-        assert not np.array_equal(first, ids(1)[0])
+        assert not np.array_equal(first, other)
     if source == "generated":
         # each sequence has its own generator: batching does not change the samples
         settings = ResampleSettings(source, 4, SEQ_LEN, 0)
@@ -128,6 +128,31 @@ def test_bank_holds_clean_z_of_every_layer_and_position(tmp_path, tiny_llama, ll
         torch.testing.assert_close(bank.layers[layer][2:3], z, rtol=0, atol=0)
 
 
+def test_random_pixels_drive_a_vision_model(tmp_path):
+    model_dir = save_vit(tmp_path / "vit")
+    model = load(model_dir, "vit")
+    settings = ResampleSettings("pixels", 3, 0, seed=2)
+    table, _ = generate_inputs(str(model_dir), "image-classification", settings, device="cpu")
+    again, _ = generate_inputs(str(model_dir), "image-classification", settings, device="cpu")
+    assert table.equals(again)
+    write_arrow(tmp_path / "pixels.inputs.arrow", table)
+    columns = read_model_inputs(tmp_path / "pixels.inputs.arrow")
+    assert columns["pixel_values"].shape == (3, 1, 8, 8)  # normalised by the image processor
+    assert columns["pixel_values"].min() >= -1 and columns["pixel_values"].max() <= 1
+    attrs = bank_attrs(inputs_settings(table), "vit", str(model_dir))
+    write_bank(tmp_path / "pixels.h5", model, columns, attrs, batch_size=2)
+    bank = read_bank(tmp_path / "pixels.h5")
+    assert bank.layers[0].shape == (3, 5, 32)  # CLS + 4 patches
+    masks = masks_at(model, 0.5)
+    pixels = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with overwrite_z_hooks(model, masks, per_position_values(bank, 5, 5)):
+            expected = model(pixel_values=pixels).logits
+        with resample_ablation(model, masks, bank.layers):
+            actual = torch.cat([model(pixel_values=pixels[i : i + 2]).logits for i in (0, 2, 4)])
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- pairing
 
 
@@ -139,7 +164,7 @@ def test_pairing_rule():
 
 
 @pytest.mark.parametrize("model_name", ["llama", "gpt2"])
-def test_fast_path_equals_explicit_per_position_overwrite(
+def test_resampling_equals_explicit_per_position_overwrite(
     tmp_path, tiny_llama, tiny_gpt2, model_name
 ):
     """7 evaluated sequences of 16 tokens against a bank of 3 sequences of 12 (both wrap)."""
@@ -152,12 +177,11 @@ def test_fast_path_equals_explicit_per_position_overwrite(
         clean = model(input_ids=ids).logits
         with overwrite_z_hooks(model, masks, per_position_values(bank, 7, 16)):
             expected = model(input_ids=ids).logits
-        for mode in ("fold", "overwrite"):
-            with resample_ablation(model, masks, bank.layers, mode=mode) as state:
-                # batches of 3 do not divide 7 and straddle the end of the bank
-                actual = torch.cat([model(input_ids=ids[i : i + 3]).logits for i in (0, 3, 6)])
-            assert state.offset == 7
-            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        with resample_ablation(model, masks, bank.layers) as state:
+            # batches of 3 do not divide 7 and straddle the end of the bank
+            actual = torch.cat([model(input_ids=ids[i : i + 3]).logits for i in (0, 3, 6)])
+        assert state.offset == 7
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
         # the context restored the weights
         torch.testing.assert_close(model(input_ids=ids).logits, clean, rtol=0, atol=0)
     assert not torch.allclose(expected, clean)
@@ -178,21 +202,14 @@ def test_replaced_neurons_follow_the_bank_and_others_are_untouched(tmp_path, tin
             llama(input_ids=ids)
         for handle in handles:
             handle.remove()
-        # overwrite mode: z as the projection sees it (hooks registered after ours run after it)
-        with resample_ablation(llama, masks, bank.layers, mode="overwrite"):
+        # z as the projection sees it (hooks registered after ours run after it)
+        with resample_ablation(llama, masks, bank.layers):
             seen_store, handles = capture_z(llama)
             llama(input_ids=ids)
         for handle in handles:
             handle.remove()
-        # fold mode leaves z alone: the captured z is the input of the partly zeroed projection
-        with resample_ablation(llama, masks, bank.layers, mode="fold"):
-            fold_store, handles = capture_z(llama)
-            llama(input_ids=ids)
-        for handle in handles:
-            handle.remove()
 
-    clean, reference = dict(clean_store), dict(reference_store)
-    seen, fold = dict(seen_store), dict(fold_store)
+    clean, reference, seen = dict(clean_store), dict(reference_store), dict(seen_store)
     for layer, mask in enumerate(masks):
         # the replaced neurons hold exactly the bank's per-position values ...
         torch.testing.assert_close(seen[layer][..., mask], expected[layer][..., mask])
@@ -203,7 +220,6 @@ def test_replaced_neurons_follow_the_bank_and_others_are_untouched(tmp_path, tin
         torch.testing.assert_close(values, bank.layers[layer][0, :, neuron])
         # the other neurons keep what the reference gives them (clean values in layer 0)
         torch.testing.assert_close(seen[layer][..., ~mask], reference[layer][..., ~mask])
-        torch.testing.assert_close(fold[layer][..., ~mask], reference[layer][..., ~mask])
     torch.testing.assert_close(seen[0][..., ~masks[0]], clean[0][..., ~masks[0]], rtol=0, atol=0)
 
 
@@ -267,7 +283,10 @@ def test_config_can_skip_inapplicable_methods(config):
 # ----------------------------------------------------------------------------- pipeline
 
 
-def test_pipeline_builds_bank_and_evaluates_resampling(tmp_path, config):
+def test_pipeline_wires_resampling_and_the_cli_runs_it(tmp_path, config):
+    """Snakemake's plan (dry run) plus the planned commands run in-process on a tiny model."""
+    from neuron_ablation.cli import main
+
     config = copy.deepcopy(config)
     config.update(
         methods=["resample-tokens", "resample-generated"],
@@ -275,17 +294,33 @@ def test_pipeline_builds_bank_and_evaluates_resampling(tmp_path, config):
         fractions=[0.0, 0.5],
         resample={"n_sequences": 3, "seed": 4},
     )
-    dry = run_snakemake(tmp_path, config, "-n", "--cores", "1")
+    dry = run_snakemake(tmp_path, config, "-n", "-p", "--cores", "1").stdout
     for rule in ("resample_inputs", "resample_bank", "evaluate", "tables", "figure"):
-        assert rule in dry.stdout
+        assert f"rule {rule}:" in dry
+    assert "--bank results/tiny/resample/generated.h5" in dry
+    assert "--source generated --n-sequences 3 --seed 4 --seq-len 16" in dry
+    assert "--top-k 0" in dry and "--generator-source" not in dry
+    assert not (tmp_path / "results").exists()
 
-    target = "results/tiny/eval/resample-tokens/seed0/frac0.50.json"
-    run_snakemake(tmp_path, config, "--cores", "2", target)
-    result = read_json(tmp_path / target)
-    assert not (tmp_path / "results/tiny/stats.zarr").exists()  # resampling needs no statistics
+    model = ["--model-source", str(config["models"]["tiny"]["source"]), "--task", "causal-lm"]
+    res = tmp_path / "results/tiny"
+    inputs, bank, out = res / "tokens.inputs.arrow", res / "tokens.h5", res / "eval.json"
+    main(["resample-inputs", *model, "--source", "tokens", "--n-sequences", "3", "--seq-len",
+          "16", "--seed", "4", "--device", "cpu", "--out", str(inputs)])  # fmt: skip
+    main(["resample-bank", *model, "--tokens", str(inputs), "--device", "cpu", "--model-name",
+          "tiny", "--out", str(bank)])  # fmt: skip
+    ids = np.random.default_rng(0).integers(4, 60, size=(5, 16))
+    write_arrow(res / "eval.arrow", sequences_table(ids))
+    main(["select", *model, "--seed", "0", "--out", str(res / "selection.zarr")])
+    evaluate_args = [*model, "--tokens", str(res / "eval.arrow"), "--device", "cpu", "--seed",
+                     "0", "--fraction", "0.5", "--selection", str(res / "selection.zarr"),
+                     "--bank", str(bank), "--out", str(out)]  # fmt: skip
+    with pytest.raises(SystemExit, match="bank of source 'tokens'.*needs source 'chars'"):
+        main(["evaluate", "--method", "resample-chars", *evaluate_args])
+    main(["evaluate", "--method", "resample-tokens", *evaluate_args])
+    result = read_json(out)
     assert result["method"] == "resample-tokens" and result["n_bank_sequences"] == 3
     assert result["n_ablated"] == 32  # half of 2 layers x 32 neurons
-    inputs = read_model_inputs(tmp_path / "results/tiny/resample/tokens.inputs.arrow")
-    assert inputs["input_ids"].shape == (3, 16)  # the model's seq_len
-    with h5py.File(tmp_path / "results/tiny/resample/tokens.h5", "r") as f:
+    assert read_model_inputs(inputs)["input_ids"].shape == (3, 16)
+    with h5py.File(bank, "r") as f:
         assert f["layer_01"].shape == (3, 16, 32) and f.attrs["seed"] == 4

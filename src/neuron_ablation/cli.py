@@ -45,26 +45,36 @@ def _prepare_dataset(args: argparse.Namespace) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> None:
+    split_options = {
+        "stats_split": args.stats_split,
+        "eval_split": args.eval_split,
+        "eval_share": args.eval_share,
+        "split_seed": args.split_seed,
+    }
+    if args.task == "image-classification":
+        from neuron_ablation.images import write_image_inputs
+
+        table = write_image_inputs(
+            args.model_source, args.dataset_source, args.part, args.out, args.n, **split_options
+        )
+        log.info("wrote %d images to %s", table.num_rows, args.out)
+        return
+
     from neuron_ablation.models import load_tokenizer
     from neuron_ablation.tokenization import iter_documents, tokenize_text
 
     documents = iter_documents(
-        args.dataset_source,
-        args.part,
-        text_field=args.text_field,
-        stats_split=args.stats_split,
-        eval_split=args.eval_split,
-        eval_share=args.eval_share,
-        split_seed=args.split_seed,
+        args.dataset_source, args.part, text_field=args.text_field, **split_options
     )
-    metadata = {"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len}
+    masked_eval = args.task == "masked-lm" and args.part == "eval"
     table = tokenize_text(
         load_tokenizer(args.model_source),
         documents,
         args.out,
-        n_tokens=args.n_tokens,
+        n_tokens=args.n,
         seq_len=args.seq_len,
-        metadata=metadata,
+        mask_seed=args.mask_seed if masked_eval else None,
+        metadata={"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len},
     )
     log.info("wrote %d sequences of %d tokens to %s", table.num_rows, args.seq_len, args.out)
 
@@ -301,12 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_prepare_dataset)
 
-    p = sub.add_parser("tokenize", help="stage 1: dataset -> Arrow token sequences")
-    p.add_argument("--model-source", required=True)
+    p = sub.add_parser("tokenize", help="stage 1: dataset -> Arrow token sequences or pixels")
+    _add_model_args(p)
     p.add_argument("--dataset-source", required=True)
     p.add_argument("--part", required=True, choices=["stats", "eval"])
-    p.add_argument("--n-tokens", type=int, required=True)
-    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--n", type=int, required=True, help="tokens (text) or images (vision)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (text)")
+    p.add_argument("--mask-seed", type=int, default=0, help="masked-LM evaluation corruption")
     p.add_argument("--text-field", default="text")
     p.add_argument("--stats-split", default="train")
     p.add_argument("--eval-split", default="test")

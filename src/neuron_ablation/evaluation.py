@@ -79,7 +79,7 @@ def evaluate(
                 for name in ("input_ids", "labels", "label")
                 if name in batch
             }
-            logits = model(**model_inputs(batch, device)).logits
+            logits = model(**model_inputs(batch, model)).logits
             score.add(*predictions_and_targets(task, logits, targets))
             bar.update(len(logits))
     return score.result()

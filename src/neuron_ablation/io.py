@@ -96,7 +96,8 @@ def read_model_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     columns = {}
     for name in table.column_names:
-        if pa.types.is_list(table.schema.field(name).type):
+        field_type = table.schema.field(name).type
+        if pa.types.is_list(field_type) or pa.types.is_large_list(field_type):
             values = column_matrix(table, name)
         else:
             values = table.column(name).to_numpy()

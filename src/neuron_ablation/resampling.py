@@ -3,10 +3,10 @@
 Three pieces, one per pipeline stage:
 
 1. **Inputs** (``results/{model}/resample/{source}.inputs.arrow``): seeded random model inputs,
-   stored exactly as fed to the model (``input_ids`` list<int32>, or ``pixel_values`` list<float32>
-   with a ``shape:pixel_values`` schema entry, like the token and pixel files of stage 1). Text
-   sources add a ``text`` column for reading (chars: the random string; else the decoded ids);
-   the schema metadata ``resample`` holds the settings as JSON.
+   stored exactly as fed to the model (``input_ids`` list<int32>, or ``pixel_values``
+   large_list<float32> with a ``shape:pixel_values`` schema entry, like the token and image files
+   of stage 1). Text sources add a ``text`` column for reading (chars: the random string; else the
+   decoded ids); the schema metadata ``resample`` holds the settings as JSON.
 
    ========== ===================================================================================
    source     what each sequence is
@@ -44,14 +44,13 @@ Three pieces, one per pipeline stage:
      as the evaluated sequences, so this only matters for a longer evaluation sequence);
    * only the selected neurons change; every other neuron keeps its clean value.
 
-   The fast implementation never touches z. The attention output projection is linear,
-   ``y = W z + b``, so with ``S`` the ablated neurons and ``r`` the bank's values,
-   ``y = W[:, ~S] z[~S] + b + W[:, S] r[S]``. The columns ``S`` of ``W`` are zeroed once, and the
-   last term is precomputed for the whole bank (``C = r[..., S] @ W[:, S].T``, float32
-   [n_bank, position, d_model] per layer, about the bank's size in memory). A forward hook then
-   adds the batch's rows of ``C`` to the projection output: one gather and one add per layer and
-   batch. ``mode="overwrite"`` is the obvious reference (a pre-hook that writes the bank's values
-   into z) used by the tests and the benchmark.
+   The hook is a forward pre-hook on each attention output projection that returns
+   ``torch.where(mask, bank_slice, z)``: the batch's bank slice is gathered once per batch and
+   layer (a view, without copying, while the rows are consecutive and the evaluated sequence is no
+   longer than the bank), so the extra cost is one elementwise pass over z per layer. (Folding the
+   replacement into ``W_O`` instead, i.e. zeroing ``W[:, S]`` and adding a precomputed
+   ``r[..., S] @ W[:, S].T``, saves nothing, because the dense matmul costs the same with zeroed
+   columns, and the precomputation over the bank cost 1.4x a clean forward in our measurement.)
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
@@ -72,7 +71,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from neuron_ablation.architectures import architecture_of, attention_output_projections
+from neuron_ablation.architectures import attention_output_projections
 from neuron_ablation.config import methods_for_task
 from neuron_ablation.io import atomic_output, sequences_table, write_arrow
 from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
@@ -85,7 +84,6 @@ PAIRING_RULE = (
     "evaluated sequence j uses bank sequence j mod n_sequences; position t uses bank position "
     "t mod n_positions; only the selected neurons are replaced"
 )
-Mode = Literal["fold", "overwrite"]
 
 
 def is_resample_method(method: str) -> bool:
@@ -298,25 +296,28 @@ def random_pixels(image_processor, config, n_sequences: int, seed: int) -> np.nd
     """Random images through the model's image processor: float32 [image, channel, height, width].
 
     Raw images are uint8 [height, width, channel] at the model's ``image_size``, every value uniform
-    over 0..255; the processor applies the same resize/rescale/normalisation as to real images.
+    over 0..255, handed to the processor as PIL images (grey-scale for one channel) exactly like
+    real images (``neuron_ablation.images``), so they get the same resize/rescale/normalisation.
     """
+    from PIL import Image
+
     size = config.image_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     channels = int(getattr(config, "num_channels", 3))
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n_sequences, height, width, channels), dtype=np.uint8)
-    processed = image_processor(
-        images=list(images), return_tensors="np", input_data_format="channels_last"
-    )
+    arrays = rng.integers(0, 256, size=(n_sequences, height, width, channels), dtype=np.uint8)
+    images = [Image.fromarray(a[..., 0] if channels == 1 else a) for a in arrays]
+    processed = image_processor(images=images, return_tensors="np")
     return np.asarray(processed["pixel_values"], dtype=np.float32)
 
 
 def pixel_table(pixel_values: np.ndarray) -> pa.Table:
-    """float32 [image, C, H, W] -> one list<float32> row per image, shape in the schema metadata."""
+    """float32 [image, C, H, W] -> one large_list<float32> row per image (the layout of
+    ``neuron_ablation.images``), the shape in the schema metadata."""
     n, *shape = pixel_values.shape
-    flat = pixel_values.reshape(n, -1)
-    offsets = np.arange(0, (n + 1) * flat.shape[1], flat.shape[1], dtype=np.int32)
-    column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.reshape(-1)))
+    size = int(np.prod(shape))
+    offsets = pa.array(np.arange(0, (n + 1) * size, size, dtype=np.int64))
+    column = pa.LargeListArray.from_arrays(offsets, pa.array(pixel_values.reshape(-1)))
     table = pa.table({"pixel_values": column})
     return table.replace_schema_metadata({"shape:pixel_values": ",".join(map(str, shape))})
 
@@ -369,6 +370,7 @@ def generate_inputs(
             )
             extra |= {"start_token_id": start, "generator_source": generator_source}
             extra |= {"generation_batch_size": batch_size, "generation_dtype": dtype}
+            extra["generation_device"] = str(next(generator.parameters()).device)
         if ids.max() >= vocab_size:
             raise ValueError(f"generated id {ids.max()} is outside the model's vocabulary")
         table = sequences_table(ids)
@@ -434,7 +436,6 @@ def write_bank(
             ``{"pixel_values": float [image, C, H, W]}``.
         attrs: file attributes (model, source, seed, settings); values must be HDF5-storable.
     """
-    device = next(model.parameters()).device
     projections = attention_output_projections(model)
     n_items = len(next(iter(columns.values())))
     captured: list[torch.Tensor | None] = [None] * len(projections)
@@ -457,7 +458,7 @@ def write_bank(
                 desc="resample bank",
                 unit="batch",
             ):
-                model(**model_inputs(batch, device))
+                model(**model_inputs(batch, model))
                 if not datasets:
                     datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
                 for dataset, z in zip(datasets, captured, strict=True):
@@ -577,64 +578,48 @@ class ResampleAblation:
         model: nn.Module,
         ablate: Sequence[torch.Tensor],
         bank: Sequence[torch.Tensor],
-        mode: Mode = "fold",
         start: int = 0,
     ) -> None:
         self.model = model
-        self.mode = mode
         self.offset = start
         """Index (in evaluation order) of the next evaluated sequence."""
         self.n_bank = int(bank[0].shape[0])
         self._rows: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        # (projection, layout, ablated neurons, their original weights) to undo the fold-in
-        self._restore: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
         projections = attention_output_projections(model)
         if not len(projections) == len(ablate) == len(bank):
             raise ValueError(
                 f"model has {len(projections)} layers, got {len(ablate)} masks and "
                 f"{len(bank)} bank layers"
             )
+        for mask, values in zip(ablate, bank, strict=True):
+            if values.shape[-1] != len(mask):
+                raise ValueError(
+                    f"bank has {values.shape[-1]} neurons per layer, the model {len(mask)}: "
+                    "the bank belongs to another model"
+                )
         self._layers = [
             (p, m.to(torch.bool), b)
             for p, m, b in zip(projections, ablate, bank, strict=True)
             if bool(m.any())
         ]
 
-    # -- life cycle
-
-    @torch.no_grad()
     def attach(self) -> None:
-        layout = architecture_of(self.model).layout
         for projection, mask, values in self._layers:
-            self._check_width(projection, mask, values)
-            if self.mode == "fold":
-                hook = self._attach_fold(projection, layout, mask, values)
-                self._handles.append(projection.register_forward_hook(hook))
-            elif self.mode == "overwrite":
-                hook = self._overwrite_hook(mask, values)
-                self._handles.append(projection.register_forward_pre_hook(hook))
-            else:
-                raise ValueError(f"mode must be 'fold' or 'overwrite', got {self.mode!r}")
+            weight = projection.weight
+            # Moved and cast once, so a batch costs one slice (or gather) and one torch.where.
+            hook = self._hook(mask.to(weight.device), values.to(weight.device, weight.dtype))
+            self._handles.append(projection.register_forward_pre_hook(hook))
         if self._layers:
             self._handles.append(
                 self.model.register_forward_pre_hook(self._begin_batch, with_kwargs=True)
             )
             self._handles.append(self.model.register_forward_hook(self._end_batch))
 
-    @torch.no_grad()
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for projection, layout, mask, original in self._restore:
-            if layout == "linear":
-                projection.weight[:, mask] = original
-            else:
-                projection.weight[mask, :] = original
-        self._restore.clear()
-
-    # -- per batch
 
     def _begin_batch(self, _module, args, kwargs) -> None:
         first = next(
@@ -649,63 +634,21 @@ class ResampleAblation:
         self.offset += len(self._rows)
         self._rows = None
 
-    def _batch_slice(self, values: torch.Tensor, n_batch: int, n_positions: int) -> torch.Tensor:
-        if self._rows is None or len(self._rows) != n_batch:
-            raise RuntimeError(
-                "resampling hooks ran outside a full forward pass of the model (or the batch "
-                "axis changed inside it); call the model itself on [batch, position] inputs"
-            )
-        return gather_batch(values, self._rows, n_positions)
-
-    # -- fold: zero W[:, S] once, add the precomputed W[:, S] r[S] per batch
-
-    def _attach_fold(self, projection, layout, mask, values):
-        weight = projection.weight
-        mask = mask.to(weight.device)
-        # W_S: [d_model, |S|] whatever the layout; the contribution is computed in float32.
-        w_s = weight[:, mask] if layout == "linear" else weight[mask, :].T
-        selected = values[..., mask.cpu()].to(device=weight.device, dtype=torch.float32)
-        contribution = selected @ w_s.float().T  # [n_bank, bank_length, d_model]
-        if layout == "linear":
-            self._restore.append((projection, layout, mask, weight[:, mask].clone()))
-            weight[:, mask] = 0
-        else:
-            self._restore.append((projection, layout, mask, weight[mask, :].clone()))
-            weight[mask, :] = 0
-
-        def hook(_module: nn.Module, _args, output: torch.Tensor) -> torch.Tensor:
-            batch, n_positions = output.shape[:2]
-            added = self._batch_slice(contribution, batch, n_positions)
-            return output + added.to(output.dtype)
-
-        return hook
-
-    # -- overwrite: the reference, z[..., S] = r[S]
-
-    def _overwrite_hook(self, mask, values):
-        selected = values[..., mask.cpu()].to(torch.float32)
-        index = torch.nonzero(mask.cpu()).flatten()
-        cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+    def _hook(self, mask: torch.Tensor, values: torch.Tensor):
+        """Forward pre-hook: ``z[b, t, S] = values[rows[b], t mod length, S]``."""
 
         def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]):
             z = args[0]
-            if z.device not in cache:
-                cache[z.device] = (selected.to(z.device), index.to(z.device))
-            bank_values, columns = cache[z.device]
             batch, n_positions = z.shape[:2]
-            replaced = z.clone()
-            replaced[..., columns] = self._batch_slice(bank_values, batch, n_positions).to(z.dtype)
-            return (replaced, *args[1:])
+            if self._rows is None or len(self._rows) != batch:
+                raise RuntimeError(
+                    "resampling hooks ran outside a full forward pass of the model (or the "
+                    "batch axis changed inside it); call the model on [batch, position] inputs"
+                )
+            bank_slice = gather_batch(values, self._rows, n_positions)
+            return (torch.where(mask, bank_slice, z), *args[1:])
 
         return hook
-
-    @staticmethod
-    def _check_width(projection: nn.Module, mask: torch.Tensor, values: torch.Tensor) -> None:
-        if values.shape[-1] != len(mask):
-            raise ValueError(
-                f"bank has {values.shape[-1]} neurons per layer, the model {len(mask)}: the bank "
-                "belongs to another model"
-            )
 
 
 @contextmanager
@@ -714,20 +657,19 @@ def resample_ablation(
     ablate: Sequence[torch.Tensor],
     bank: Sequence[torch.Tensor],
     *,
-    mode: Mode = "fold",
     start: int = 0,
 ) -> Iterator[ResampleAblation]:
-    """Resample the ablated neurons while the block runs; the model is restored afterwards.
+    """Resample the ablated neurons while the block runs (see the module docstring).
 
     Every forward pass of ``model`` inside the block is taken to be the next batch of evaluated
-    sequences in order (the first has index ``start``); see the module docstring for the pairing.
+    sequences in order, the first having index ``start``. The bank is copied to the model's device
+    and dtype for the duration (its size in memory: see :func:`bank_nbytes`).
 
     Args:
         ablate: per layer bool [neuron], the neurons to replace.
         bank: per layer float [n_bank, bank_length, neuron], e.g. ``read_bank(path).layers``.
-        mode: ``"fold"`` (fast, default) or ``"overwrite"`` (reference: rewrites z).
     """
-    state = ResampleAblation(model, ablate, bank, mode, start)
+    state = ResampleAblation(model, ablate, bank, start)
     state.attach()
     try:
         yield state

@@ -39,13 +39,14 @@ from neuron_ablation.io import atomic_output
 HOOK_POINT = "input of the attention output projection (TransformerLens hook_z, heads flattened)"
 
 
-def model_inputs(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+def model_inputs(batch: dict[str, np.ndarray], model: nn.Module) -> dict[str, torch.Tensor]:
     """numpy columns of one batch -> the keyword arguments of the model's forward."""
+    parameter = next(model.parameters())
     inputs = {}
     if "input_ids" in batch:
-        inputs["input_ids"] = as_tensor(batch["input_ids"], device, torch.long)
+        inputs["input_ids"] = as_tensor(batch["input_ids"], parameter.device, torch.long)
     if "pixel_values" in batch:
-        inputs["pixel_values"] = as_tensor(batch["pixel_values"], device)
+        inputs["pixel_values"] = as_tensor(batch["pixel_values"], parameter.device, parameter.dtype)
     return inputs
 
 
@@ -91,7 +92,7 @@ def collect_statistics(
     try:
         with tqdm(total=n_items, unit="seq", desc="statistics") as bar:
             for batch in iter_batches(columns, batch_size):
-                model(**model_inputs(batch, device))
+                model(**model_inputs(batch, model))
                 bar.update(len(next(iter(batch.values()))))
                 bar.set_postfix(tokens=histograms[0].count)
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 from tqdm import tqdm
 
 from neuron_ablation.io import sequences_table, write_arrow
@@ -133,13 +134,37 @@ def tokenize_text(
     *,
     n_tokens: int,
     seq_len: int,
+    mask_seed: int | None = None,
     metadata: dict[str, str] | None = None,
 ) -> pa.Table:
-    """Tokenise ``documents`` into ``ceil(n_tokens / seq_len)`` sequences and write ``out``."""
-    ids = pack_sequences(
-        token_stream(tokenizer, documents), seq_len, n_sequences_for(n_tokens, seq_len)
-    )
-    table = sequences_table(ids)
+    """Tokenise ``documents`` into ``ceil(n_tokens / seq_len)`` sequences and write ``out``.
+
+    With ``mask_seed`` (masked-LM evaluation) the sequences are corrupted once with
+    :func:`neuron_ablation.masking.mask_tokens`: ``input_ids`` holds the corrupted ids and
+    ``labels`` the original id at the scored positions (-100 elsewhere), so every method, seed
+    and fraction is scored on exactly the same corruption.
+    """
+    n_sequences = n_sequences_for(n_tokens, seq_len)
+    ids = pack_sequences(token_stream(tokenizer, documents), seq_len, n_sequences)
+    if mask_seed is None:
+        table = sequences_table(ids)
+    else:
+        table = masked_sequences_table(tokenizer, ids, mask_seed)
     table = table.replace_schema_metadata({k: str(v) for k, v in (metadata or {}).items()})
     write_arrow(out, table)
     return table
+
+
+def masked_sequences_table(tokenizer, ids: np.ndarray, mask_seed: int) -> pa.Table:
+    """Corrupt int [sequence, position] ids for masked-LM scoring (see :func:`tokenize_text`)."""
+    from neuron_ablation.masking import mask_tokens
+
+    generator = torch.Generator().manual_seed(mask_seed)
+    inputs, labels = mask_tokens(
+        torch.from_numpy(ids.astype(np.int64)),
+        tokenizer.all_special_ids,
+        tokenizer.mask_token_id,
+        len(tokenizer),
+        generator,
+    )
+    return sequences_table(inputs.numpy(), labels=labels.numpy().astype(np.int32))

@@ -1,10 +1,14 @@
 import re
 from pathlib import Path
 
-from neuron_ablation.assets import EMBEDDED_PREFIX
-from neuron_ablation.config import SCHEMA_PATH, check_config, fraction_label, model_methods
+from neuron_ablation.assets import EMBEDDED_PREFIX, WHEELS
+from neuron_ablation.config import (
+    SCHEMA_PATH,
+    check_config,
+    fraction_label,
+    model_methods,
+)
 from snakemake.utils import validate
-
 
 validate(config, schema=str(SCHEMA_PATH))
 check_config(config)
@@ -32,7 +36,11 @@ wildcard_constraints:
 
 
 def embedded(source):
-    return source.removeprefix(EMBEDDED_PREFIX) if source.startswith(EMBEDDED_PREFIX) else None
+    return (
+        source.removeprefix(EMBEDDED_PREFIX)
+        if source.startswith(EMBEDDED_PREFIX)
+        else None
+    )
 
 
 def model_source(model):
@@ -47,9 +55,10 @@ def dataset_of(model):
 
 
 def dataset_source(model):
+    """A hub id, a local path, a prepared text asset, or embedded:<image set> read in place."""
     source = dataset_of(model)["source"]
     asset = embedded(source)
-    return f"resources/datasets/{asset}.jsonl" if asset else source
+    return f"resources/datasets/{asset}.jsonl" if asset in WHEELS else source
 
 
 def local_inputs(*paths):
@@ -92,6 +101,105 @@ def model_outputs(model):
 
 
 def all_outputs():
-    tables = ("ablation.csv", "table2.csv", "table2.md", "comparison.csv", "comparison.md")
+    tables = (
+        "ablation.csv",
+        "table2.csv",
+        "table2.md",
+        "comparison.csv",
+        "comparison.md",
+    )
     outputs = [f"{RESULTS}/tables/{name}" for name in tables]
     return outputs + [path for model in MODELS for path in model_outputs(model)]
+
+
+# --- helpers of tokens rules
+
+
+def tokenize_inputs(wildcards):
+    return local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
+
+
+def input_count_key(model):
+    return "n_images" if MODELS[model]["task"] == "image-classification" else "n_tokens"
+
+
+def tokenize_args(wildcards):
+    d = dataset_of(wildcards.model)
+    return (
+        f"--text-field {d['text_field']} --stats-split {d['stats_split']} "
+        f"--eval-split {d['eval_split']} --eval-share {d['eval_share']} "
+        f"--split-seed {d['split_seed']}"
+    )
+
+
+# --- helpers of evaluation rules
+
+
+def evaluate_inputs(wildcards):
+    inputs = {
+        "model": model_inputs(wildcards),
+        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
+        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
+    }
+    if wildcards.method in NEEDS_STATISTICS:
+        inputs["stats"] = f"{RESULTS}/{wildcards.model}/stats.zarr"
+    if wildcards.method.startswith("resample-") and float(wildcards.fraction) > 0.0:
+        inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
+    if float(wildcards.fraction) == 0.0:
+        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
+    return inputs
+
+
+def optional_args(wildcards, input):
+    names = ("stats", "baseline", "bank")
+    args = [f"--{name} {input[name]}" for name in names if name in input.keys()]
+    return " ".join(args)
+
+
+# --- helpers of resampling rules
+
+RESAMPLE = config["resample"]
+
+
+RESAMPLE_SOURCES = "chars|tokens|generated|pixels"
+
+
+def resample_bank(model, method):
+    return f"{RESULTS}/{model}/resample/{method.removeprefix('resample-')}.h5"
+
+
+def generator_source(model):
+    """The causal LM that writes resample-generated text: the model itself unless configured."""
+    generator = RESAMPLE["generator"]
+    if generator is None:
+        return model_source(model)
+    if generator in MODELS:
+        return model_source(generator)
+    asset = embedded(generator)
+    return f"resources/models/{asset}" if asset else generator
+
+
+def resample_inputs_inputs(wildcards):
+    paths = [model_source(wildcards.model)]
+    if wildcards.source == "generated":
+        paths.append(generator_source(wildcards.model))
+    return local_inputs(*paths)
+
+
+def resample_settings(wildcards):
+    model = wildcards.model
+    args = [
+        f"--n-sequences {RESAMPLE['n_sequences']}",
+        f"--seed {RESAMPLE['seed']}",
+        f"--seq-len {RESAMPLE['seq_len'] or MODELS[model]['seq_len']}",
+    ]
+    if wildcards.source == "chars":
+        args.append(f"--space-probability {RESAMPLE['space_probability']}")
+    if wildcards.source == "generated":
+        args += [
+            f"--temperature {RESAMPLE['temperature']}",
+            f"--top-k {RESAMPLE['top_k']}",
+        ]
+        if generator_source(model) != model_source(model):
+            args.append(f"--generator-source {generator_source(model)}")
+    return " ".join(args)

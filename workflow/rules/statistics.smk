@@ -7,6 +7,17 @@ rule statistics:
         tokens=f"{RESULTS}/{{model}}/tokens/stats.arrow",
     output:
         directory(f"{RESULTS}/{{model}}/stats.zarr"),
+    log:
+        f"{LOGS}/statistics/{{model}}.log",
+    benchmark:
+        f"{BENCH}/statistics/{{model}}.tsv"
+    conda:
+        ENV
+    threads: workflow.cores
+    resources:
+        gpu=model_resource("gpu"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
     params:
         model=lambda w: model_source(w.model),
         task=lambda w: MODELS[w.model]["task"],
@@ -15,17 +26,6 @@ rule statistics:
         bin_width=config["stats"]["bin_width"],
         low=config["stats"]["range"][0],
         high=config["stats"]["range"][1],
-    threads: workflow.cores
-    resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
-    log:
-        f"{LOGS}/statistics/{{model}}.log",
-    benchmark:
-        f"{BENCH}/statistics/{{model}}.tsv"
-    conda:
-        ENV
     shell:
         "neuron-ablation statistics --model-source {params.model} --task {params.task}"
         " --tokens {input.tokens} {params.runtime} --threads {threads}"
