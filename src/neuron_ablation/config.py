@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from neuron_ablation.assets import EMBEDDED_PREFIX
+from neuron_ablation.assets import EMBEDDED_PREFIX, GGUF_MODELS, TRAINED_MODELS
 
 SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yaml"))
 
-EMBEDDED_MODELS = ("smollm2-135m",)
+EMBEDDED_MODELS = GGUF_MODELS + TRAINED_MODELS
 EMBEDDED_DATASETS = ("wikipedia-leads", "fashion-mnist", "digits")
 
 CONSTANT_METHODS = ("zero", "mean", "peak")

