@@ -369,8 +369,15 @@ MLM_DEFAULTS: dict[str, dict[str, Any]] = {
 EVAL_MASK_SEED = 1234
 """Masking of the held-out blocks is fixed, so accuracies of different runs are comparable."""
 
-MLM_MEASUREMENTS: dict[str, Any] = {}
-"""Held-out accuracy and time of both methods with their defaults on the Wikipedia leads."""
+MLM_MEASUREMENTS: dict[str, Any] = {
+    # Held-out masked top-1 on 400 held-out 128-token blocks of the Wikipedia leads, one thread,
+    # measured on a shared 2-core CPU (times are CPU seconds of training).
+    "minilm, 150 steps, bf16 autocast": {"held_out_top1": 0.2601, "cpu_seconds": 465},
+    "minilm, 80 steps, float32": {"held_out_top1": 0.1737, "cpu_seconds": 390},
+    "scratch, 300 steps, float32": {"held_out_top1": 0.0492, "cpu_seconds": 404},
+    "scratch, 300 steps, bf16 autocast, lr 5e-4": {"held_out_top1": 0.0736, "cpu_seconds": 264},
+}
+"""Held-out accuracy and time of both methods on the Wikipedia leads (measurement runs)."""
 
 
 def train_masked_lm(
@@ -507,8 +514,16 @@ def train_masked_lm(
     return record
 
 
-MLM_CHOICE: dict[str, Any] = {}
-"""Why ``"minilm"`` is the default, with both methods' measured accuracy; filled in below."""
+MLM_CHOICE: dict[str, Any] = {
+    "method": "minilm",
+    "why": (
+        "the pretrained MiniLM body with a trained MLM head passed the 25 % target "
+        "(26.0 % held-out masked top-1 after 150 bf16 steps); a RoBERTa trained from scratch "
+        "reached 4.9-7.4 % in a similar CPU budget"
+    ),
+    "measurements": MLM_MEASUREMENTS,
+}
+"""Why ``"minilm"`` is the default, with both methods' measured accuracy."""
 
 
 def _base_model_record(method: str) -> dict[str, str] | None:
@@ -658,11 +673,21 @@ def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 
 def _masked_logits(model: nn.Module, inputs, attention_mask, selected) -> torch.Tensor:
-    """Vocabulary logits at the selected positions only (the full projection costs ~as much as
-    the whole MiniLM body)."""
+    """Vocabulary logits at the selected positions only.
+
+    Projecting every position onto the vocabulary would cost about as much as the whole MiniLM
+    body. The selected rows are zero-padded to a multiple of ``_HEAD_ROWS`` so that the large
+    [rows, vocabulary] buffers come in few sizes: with a different size every step, glibc's heap
+    fragments and the process grows past 5 GB within 150 steps.
+    """
     body, head = _body_and_head(model)
     hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
-    return head(hidden[selected])
+    rows = hidden[selected]
+    padding = -len(rows) % _HEAD_ROWS
+    return head(nn.functional.pad(rows, (0, 0, 0, padding)))[: len(rows)]
+
+
+_HEAD_ROWS = 256
 
 
 def _train_mlm(
