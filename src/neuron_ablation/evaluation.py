@@ -22,9 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from neuron_ablation.ablation import fold_constant_ablation
+from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
-
-IGNORE = -100
 
 
 @dataclass
