@@ -15,6 +15,7 @@ from tiny_models import (
     MASKED_ARCHITECTURES,
     VISION_ARCHITECTURES,
     save_model,
+    task_of,
 )
 
 from neuron_ablation.io import read_model_inputs
@@ -31,12 +32,6 @@ def image_folder(root, n_per_class: int = 24):
             pixels = np.clip(rng.normal(brightness, 30, (8, 8)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{i:03d}.png")
     return root
-
-
-def task_of(architecture):
-    if architecture in CAUSAL_ARCHITECTURES:
-        return "causal-lm"
-    return "masked-lm" if architecture in MASKED_ARCHITECTURES else "image-classification"
 
 
 @pytest.fixture(scope="module")

@@ -184,11 +184,11 @@ def save_model(path: Path, architecture: str, seed: int = 0) -> Path:
 def load(path: Path, architecture: str) -> torch.nn.Module:
     from neuron_ablation.models import load_model
 
-    task = (
-        "causal-lm"
-        if architecture in CAUSAL_ARCHITECTURES
-        else "masked-lm"
-        if architecture in MASKED_ARCHITECTURES
-        else "image-classification"
-    )
-    return load_model(str(path), task, device="cpu")
+    return load_model(str(path), task_of(architecture), device="cpu")
+
+
+def task_of(architecture: str) -> str:
+    """The pipeline task of a tiny model of ``architecture``."""
+    if architecture in CAUSAL_ARCHITECTURES:
+        return "causal-lm"
+    return "masked-lm" if architecture in MASKED_ARCHITECTURES else "image-classification"
