@@ -13,7 +13,11 @@ from tiny_models import (
     save_model,
 )
 
-from neuron_ablation.ablation import fold_constant_ablation, overwrite_z_hooks
+from neuron_ablation.ablation import (
+    fold_constant_ablation,
+    folded_constant_ablation,
+    overwrite_z_hooks,
+)
 from neuron_ablation.architectures import (
     ARCHITECTURES,
     UnsupportedArchitectureError,
@@ -106,6 +110,26 @@ def test_fold_in_equals_overwriting_z(model_and_inputs, fraction, constant):
         torch.testing.assert_close(model(**inputs).logits, clean)
     assert not torch.allclose(actual, clean)
     assert len(attention_output_projections(folded)) == len(widths)
+
+
+def test_folded_ablation_is_undone_bit_for_bit(model_and_inputs):
+    _, model, inputs = model_and_inputs
+    widths = neuron_widths(model)
+    masks = ablation_masks(neuron_ranks(widths, seed=3), 0.5)
+    values = [torch.full((w,), 0.7, dtype=torch.float64) for w in widths]
+    before = copy.deepcopy(model.state_dict())
+    had_bias = [p.bias is not None for p in attention_output_projections(model)]
+    with torch.no_grad():
+        clean = model(**inputs).logits
+        with folded_constant_ablation(model, masks, values):
+            ablated = model(**inputs).logits
+        after = model(**inputs).logits
+    assert not torch.allclose(ablated, clean)
+    assert torch.equal(after, clean)
+    assert model.state_dict().keys() == before.keys()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert [p.bias is not None for p in attention_output_projections(model)] == had_bias
 
 
 def test_unknown_architecture_lists_supported_and_how_to_add():

@@ -1,10 +1,13 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from tiny_models import load
 
+from neuron_ablation.cli import main
 from neuron_ablation.evaluation import evaluate
+from neuron_ablation.io import read_json, sequences_table, write_arrow
 
 
 def test_causal_metrics_match_a_plain_loop(tiny_llama):
@@ -23,3 +26,38 @@ def test_causal_metrics_match_a_plain_loop(tiny_llama):
     assert result["n_tokens"] == 5 * 8
     assert math.isclose(result["loss"], sum(losses) / len(losses), rel_tol=1e-5)
     assert result["top1"] == correct / len(losses)
+
+
+@pytest.mark.parametrize("method", ["zero", "peak"])
+def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_path, method):
+    """The model is loaded once and the fold-in undone between fractions: same bits as fresh."""
+    ids = np.random.default_rng(1).integers(4, 60, size=(6, 12))
+    tokens = tmp_path / "eval.arrow"
+    write_arrow(tokens, sequences_table(ids))
+    model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
+    runtime = ["--tokens", str(tokens), "--device", "cpu", "--batch-size", "4"]
+    stats, selection = tmp_path / "stats.zarr", tmp_path / "seed0.zarr"
+    main(["statistics", *model, *runtime, "--bin-width", "0.05", "--out", str(stats)])
+    main(["select", *model, "--seed", "0", "--out", str(selection)])
+    main(["baseline", *model, *runtime, "--out", str(tmp_path / "baseline.json")])
+    common = [*model, *runtime, "--method", method, "--seed", "0", "--selection", str(selection),
+              "--stats", str(stats), "--baseline", str(tmp_path / "baseline.json")]  # fmt: skip
+
+    fractions = ["0.00", "0.30", "0.70", "1.00"]
+    together = [tmp_path / f"together{f}.json" for f in fractions]
+    main(["evaluate", *common, "--fraction", *fractions, "--out", *map(str, together)])
+    for fraction, joint in zip(fractions, together, strict=True):
+        alone = tmp_path / f"alone{fraction}.json"
+        main(["evaluate", *common, "--fraction", fraction, "--out", str(alone)])
+        assert read_json(joint) == read_json(alone)
+    assert read_json(together[0])["top1"] == read_json(tmp_path / "baseline.json")["top1"]
+    assert len({read_json(path)["loss"] for path in together}) == len(fractions)
+
+
+def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path):
+    args = ["evaluate", "--model-source", str(tiny_llama), "--task", "causal-lm", "--tokens",
+            "unused.arrow", "--method", "zero", "--seed", "0", "--selection", "unused.zarr",
+            "--fraction", "0.1", "0.2", "--out", str(tmp_path / "a.json")]  # fmt: skip
+    with pytest.raises(SystemExit, match="2 fractions and 1 output paths"):
+        main(args)
+    assert list(tmp_path.iterdir()) == []

@@ -113,17 +113,19 @@ def dry_run_jobs(workdir, config) -> dict[str, int]:
     ("change", "expected"),
     [
         (
+            # one job per (method, seed) scores every fraction
             lambda c: c.update(seeds=[0, 1, 2]),
-            {"select_neurons": 1, "evaluate": 12},
+            {"select_neurons": 1, "evaluate": 3},
         ),
         (
+            # a new fraction is a new output of every (method, seed) job
             lambda c: c.update(fractions=[0.0, 0.3, 0.5, 0.9, 1.0]),
             {"evaluate": 6},
         ),
         (
             lambda c: c["stats"].update(bin_width=0.02),
             # statistics and every mean/peak evaluation; zero ablation needs no statistics
-            {"statistics": 1, "evaluate": 16},
+            {"statistics": 1, "evaluate": 4},
         ),
     ],
 )

@@ -4,6 +4,8 @@ The attention output projection computes ``y = W z + b``. Setting the neurons ``
 constants ``c`` gives ``y = W[:, ~S] z[~S] + (b + W[:, S] c)``, so the ablation is folded into the
 weights once: the columns ``S`` of ``W`` are zeroed and ``W[:, S] @ c`` is added to the bias (a bias
 is created where the model has none). The ablated forward pass is then an ordinary forward pass.
+:func:`folded_constant_ablation` undoes the fold on exit, so one loaded model scores many
+fractions, each exactly as a freshly loaded model would.
 
 :func:`overwrite_z_hooks` does the same thing the slow, obvious way (a forward pre-hook that
 overwrites z); tests use it as the reference that the fold-in must match.
@@ -72,6 +74,43 @@ def fold_constant_ablation(
     _check_layer_count(projections, ablate, values)
     for projection, mask, value in zip(projections, ablate, values, strict=True):
         fold_constants_into_projection(projection, layout, mask, value)
+
+
+@contextmanager
+def folded_constant_ablation(
+    model: nn.Module,
+    ablate: Sequence[torch.Tensor],
+    values: Sequence[torch.Tensor],
+) -> Iterator[None]:
+    """:func:`fold_constant_ablation` for the duration of the block, then the original weights.
+
+    The projections' weights and biases are copied (on their device) before folding and copied
+    back afterwards, bit for bit; a bias the fold created is removed again.
+    """
+    projections = attention_output_projections(model)
+    saved = [_parameters_of(p) for p in projections]
+    fold_constant_ablation(model, ablate, values)
+    try:
+        yield
+    finally:
+        for projection, (weight, bias) in zip(projections, saved, strict=True):
+            _restore_parameters(projection, weight, bias)
+
+
+def _parameters_of(projection: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    bias = projection.bias
+    return projection.weight.detach().clone(), None if bias is None else bias.detach().clone()
+
+
+@torch.no_grad()
+def _restore_parameters(
+    projection: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None
+) -> None:
+    projection.weight.copy_(weight)
+    if bias is None:
+        projection.bias = None
+    else:
+        projection.bias.copy_(bias)
 
 
 @contextmanager

@@ -136,41 +136,70 @@ def _load_model_and_inputs(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    """Score one (method, seed) at every requested fraction, loading the model once."""
     from neuron_ablation.io import read_json, write_json
 
-    meta = {"method": args.method, "seed": args.seed, "fraction": args.fraction}
-    if args.fraction == 0.0 and args.baseline:
-        # Nothing is ablated (round(0 * width) == 0): the result is the clean baseline, computed
-        # once per model. Returning before torch is imported keeps these jobs ~1 s.
-        write_json(args.out, read_json(args.baseline) | meta | {"n_ablated": 0})
-        log.info("fraction 0 ablates nothing: reused %s -> %s", args.baseline, args.out)
-        return
+    if len(args.fraction) != len(args.out):
+        raise SystemExit(
+            f"--fraction and --out must pair up: got {len(args.fraction)} fractions and "
+            f"{len(args.out)} output paths"
+        )
+    jobs = [
+        ({"method": args.method, "seed": args.seed, "fraction": fraction}, out)
+        for fraction, out in zip(args.fraction, args.out, strict=True)
+    ]
+    # Nothing is ablated at fraction 0 (round(0 * width) == 0): the result is the clean
+    # baseline, computed once per model. A job of fraction 0 alone never imports torch.
+    reused = [(meta, out) for meta, out in jobs if meta["fraction"] == 0.0 and args.baseline]
+    pending = [job for job in jobs if job not in reused]
+    score = _ablation_scorer(args) if pending else None  # checks inputs before writing
+    for meta, out in reused:
+        write_json(out, read_json(args.baseline) | meta | {"n_ablated": 0})
+        log.info("fraction 0 ablates nothing: reused %s -> %s", args.baseline, out)
+    if score is not None:
+        _evaluate_fractions(args, score, pending)
 
+
+def _evaluate_fractions(args: argparse.Namespace, score, pending: list[tuple[dict, str]]) -> None:
+    from neuron_ablation.io import write_json
+    from neuron_ablation.selection import ablation_masks, read_ranks
+
+    ranks = read_ranks(args.selection)
+    for meta, out in pending:
+        masks = ablation_masks(ranks, meta["fraction"])
+        result = score(masks, f"{args.method} seed {args.seed} frac {meta['fraction']:.2f}")
+        write_json(out, result | meta)
+        log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
+
+
+def _ablation_scorer(args: argparse.Namespace):
+    """(masks, progress label) -> result of ``args.method`` on the loaded model and inputs."""
     import torch
 
     from neuron_ablation.evaluation import evaluate_constant_ablation
     from neuron_ablation.resampling import is_resample_method
-    from neuron_ablation.selection import ablation_masks, read_ranks
-    from neuron_ablation.statistics import ablation_constants
 
-    masks = ablation_masks(read_ranks(args.selection), args.fraction)
     if is_resample_method(args.method):
-        _evaluate_resampled(args, masks, meta)
-        return
-    if args.method == "zero":
-        constants = [torch.zeros(len(m), dtype=torch.float64) for m in masks]
-    else:
+        return _resample_scorer(args)
+    if args.method != "zero":
+        from neuron_ablation.statistics import ablation_constants
+
         constants = ablation_constants(args.stats, args.method)
     model, columns = _load_model_and_inputs(args)
-    result = evaluate_constant_ablation(
-        model, columns, args.task, masks, constants, args.batch_size
-    )
-    write_json(args.out, result | meta)
-    log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+    def score(masks, desc: str) -> dict:
+        if args.method == "zero":
+            values = [torch.zeros(len(mask), dtype=torch.float64) for mask in masks]
+        else:
+            values = constants
+        return evaluate_constant_ablation(
+            model, columns, args.task, masks, values, args.batch_size, desc=desc
+        )
+
+    return score
 
 
-def _evaluate_resampled(args: argparse.Namespace, masks, meta: dict) -> None:
-    from neuron_ablation.io import write_json
+def _resample_scorer(args: argparse.Namespace):
     from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
 
     if not args.bank:
@@ -182,9 +211,13 @@ def _evaluate_resampled(args: argparse.Namespace, masks, meta: dict) -> None:
             f"{args.method} needs source {source_of(args.method)!r}"
         )
     model, columns = _load_model_and_inputs(args)
-    result = evaluate_resample_ablation(model, columns, args.task, masks, bank, args.batch_size)
-    write_json(args.out, result | meta)
-    log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+
+    def score(masks, desc: str) -> dict:
+        return evaluate_resample_ablation(
+            model, columns, args.task, masks, bank, args.batch_size, desc=desc
+        )
+
+    return score
 
 
 def _resample_inputs(args: argparse.Namespace) -> None:
@@ -383,17 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_baseline)
 
-    p = sub.add_parser("evaluate", help="stage 4: score one (method, seed, fraction)")
+    p = sub.add_parser(
+        "evaluate", help="stage 4: score one (method, seed) at one or more fractions"
+    )
     _add_model_args(p)
     _add_runtime_args(p)
     p.add_argument("--method", required=True, choices=["zero", "mean", "peak", *RESAMPLE_METHODS])
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--fraction", type=float, required=True)
+    p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
     p.add_argument("--selection", required=True)
     p.add_argument("--stats", help="statistics store (mean and peak)")
     p.add_argument("--bank", help="resampling bank, HDF5 (resample-* methods)")
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", nargs="+", required=True, help="one JSON path per --fraction")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("resample-inputs", help="seeded random inputs of one resampling source")

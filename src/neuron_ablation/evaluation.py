@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from neuron_ablation.ablation import fold_constant_ablation
+from neuron_ablation.ablation import folded_constant_ablation
 from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
 
@@ -91,8 +91,9 @@ def evaluate_constant_ablation(
     ablate: Sequence[torch.Tensor],
     values: Sequence[torch.Tensor],
     batch_size: int = 8,
+    desc: str = "evaluating",
 ) -> dict[str, float | int]:
-    """Fold the ablation into ``model`` (in place) and score it; adds ``n_ablated``."""
-    fold_constant_ablation(model, ablate, values)
-    result = evaluate(model, columns, task, batch_size)
+    """Score ``model`` with the ablation folded in (undone afterwards); adds ``n_ablated``."""
+    with folded_constant_ablation(model, ablate, values):
+        result = evaluate(model, columns, task, batch_size, desc=desc)
     return result | {"n_ablated": int(sum(int(mask.sum()) for mask in ablate))}

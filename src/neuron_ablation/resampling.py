@@ -684,11 +684,12 @@ def evaluate_resample_ablation(
     ablate: Sequence[torch.Tensor],
     bank: Bank,
     batch_size: int = 8,
+    desc: str = "evaluating",
 ) -> dict[str, float | int]:
     """Score ``model`` with the ablated neurons resampled from ``bank``; adds ``n_ablated``."""
     from neuron_ablation.evaluation import evaluate
 
     with resample_ablation(model, ablate, bank.layers):
-        result = evaluate(model, columns, task, batch_size)
+        result = evaluate(model, columns, task, batch_size, desc=desc)
     n_ablated = int(sum(int(mask.sum()) for mask in ablate))
     return result | {"n_ablated": n_ablated, "n_bank_sequences": bank.n_sequences}

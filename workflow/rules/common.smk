@@ -30,7 +30,6 @@ wildcard_constraints:
     model=_alternatives(MODELS),
     method=_alternatives(config["methods"]),
     seed=r"\d+",
-    fraction=r"\d\.\d\d",
     part="stats|eval",
     asset=r"[A-Za-z0-9_.-]+",
 
@@ -143,9 +142,11 @@ def evaluate_inputs(wildcards):
     }
     if wildcards.method in NEEDS_STATISTICS:
         inputs["stats"] = f"{RESULTS}/{wildcards.model}/stats.zarr"
-    if wildcards.method.startswith("resample-") and float(wildcards.fraction) > 0.0:
+    if wildcards.method.startswith("resample-") and any(
+        float(f) > 0.0 for f in FRACTIONS
+    ):
         inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
-    if float(wildcards.fraction) == 0.0:
+    if any(float(f) == 0.0 for f in FRACTIONS):
         inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
     return inputs
 

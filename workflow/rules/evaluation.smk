@@ -1,5 +1,6 @@
-# Stage 3: nested random neuron selection per seed; stage 4: one evaluation per
-# (model, method, seed, fraction).
+# Stage 3: nested random neuron selection per seed; stage 4: one result per
+# (model, method, seed, fraction), written by one job per (model, method, seed) that loads the
+# model once and scores every fraction.
 
 
 rule select_neurons:
@@ -52,11 +53,14 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        f"{RESULTS}/{{model}}/eval/{{method}}/seed{{seed}}/frac{{fraction}}.json",
+        [
+            eval_result("{model}", "{method}", "{seed}", fraction)
+            for fraction in FRACTIONS
+        ],
     log:
-        f"{LOGS}/evaluate/{{model}}/{{method}}_seed{{seed}}_frac{{fraction}}.log",
+        f"{LOGS}/evaluate/{{model}}/{{method}}_seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{method}}_seed{{seed}}_frac{{fraction}}.tsv"
+        f"{BENCH}/evaluate/{{model}}/{{method}}_seed{{seed}}.tsv"
     conda:
         ENV
     threads: 1
@@ -68,9 +72,10 @@ rule evaluate:
         model=lambda w: model_source(w.model),
         task=lambda w: MODELS[w.model]["task"],
         runtime=lambda w: runtime_args(w.model),
+        fractions=" ".join(FRACTIONS),
         optional=optional_args,
     shell:
         "neuron-ablation evaluate --model-source {params.model} --task {params.task}"
         " --tokens {input.tokens} {params.runtime} --threads {threads}"
-        " --method {wildcards.method} --seed {wildcards.seed} --fraction {wildcards.fraction}"
+        " --method {wildcards.method} --seed {wildcards.seed} --fraction {params.fractions}"
         " --selection {input.selection} {params.optional} --out {output} > {log} 2>&1"
