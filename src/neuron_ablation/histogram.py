@@ -54,13 +54,16 @@ def bin_of(values: torch.Tensor, bin_width: float) -> torch.Tensor:
     """The aligned bin ``k`` with ``k*eps <= value < (k+1)*eps`` (float64 [...], NaN stays NaN).
 
     ``floor(value / eps)`` can be off by one next to an edge because of rounding; the two
-    corrections make the result agree exactly with comparisons against the float64 edges.
+    corrections make the result agree exactly with comparisons against the float64 edges. Both
+    are taken against the first estimate: if it is one too high, only ``below`` holds, if one too
+    low, only ``above`` (the estimate's relative error is ~1e-16, so it is never off by two for
+    finite values inside any tracked range).
     """
     x = values.double()
-    k = torch.floor(x / bin_width)
-    k -= (x < k * bin_width).double()
-    k += (x >= (k + 1) * bin_width).double()
-    return k
+    k = torch.mul(x, 1.0 / bin_width).floor_()
+    below = x < k * bin_width
+    above = x >= (k + 1) * bin_width
+    return k.sub_(below.to(k.dtype)).add_(above.to(k.dtype))
 
 
 class NeuronHistogram:
@@ -85,9 +88,10 @@ class NeuronHistogram:
         z = z.reshape(-1, self.n_neurons)
         self.count += z.shape[0]
         self.sum += z.sum(dim=0, dtype=torch.float64)
-        k = bin_of(z, self.grid.bin_width)
-        slot = (k - (self.grid.k_lo - 1)).nan_to_num_(nan=self.slots - 1)
-        slot = slot.clamp_(0, self.slots - 1).long() + self._slot_offset
+        # In place on the float64 bins: this update is most of the statistics pass's overhead.
+        slot = bin_of(z, self.grid.bin_width).sub_(self.grid.k_lo - 1)
+        slot = slot.nan_to_num_(nan=self.slots - 1).clamp_(0, self.slots - 1)
+        slot = slot.long().add_(self._slot_offset)
         self.counts += torch.bincount(slot.view(-1), minlength=self.counts.numel())
 
     def mean(self) -> np.ndarray:
