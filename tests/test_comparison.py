@@ -92,6 +92,30 @@ def test_differences_are_paired_by_seed():
     assert len(row["diffs"].split()) == 3
 
 
+def test_cancelling_seed_differences_are_an_exact_tie():
+    # top-1 = correct / 152 per seed; peak - mean is +1, -1, 0 positions: float noise, not 2e-15 pp
+    counts = {"peak": (45, 40, 39), "mean": (44, 41, 39)}
+    results = pl.DataFrame(
+        [
+            {
+                "model": "m",
+                "method": method,
+                "seed": seed,
+                "fraction": 0.1,
+                "top1": correct / 152,
+                "loss": 1.0,
+                "n_tokens": 152,
+                "n_ablated": 1,
+            }  # fmt: skip
+            for method, per_seed in counts.items()
+            for seed, correct in enumerate(per_seed)
+        ]
+    )
+    row = comparison.compare_methods(results).filter(pl.col("metric") == "top1").row(0, named=True)
+    assert row["mean_diff"] == 0.0 and row["better"] == "tie"
+    assert row["ci_low"] < 0 < row["ci_high"]
+
+
 def test_pairs_follow_claim_order_and_loss_sign():
     table = comparison.compare_methods(synthetic_results(CLAIM_HOLDS))
     pairs = table.filter((pl.col("metric") == "loss") & (pl.col("fraction") == 0.9))

@@ -199,7 +199,9 @@ def compare_methods(results: pl.DataFrame, confidence: float = 0.95) -> pl.DataF
             if not seeds:
                 continue
             diff = paired_difference([by_method[a][s] - by_method[b][s] for s in seeds], confidence)
-            advantage = diff.mean * DIRECTION[metric]
+            # Per-seed differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie.
+            mean = 0.0 if abs(diff.mean) < TIE_TOLERANCE else diff.mean
+            advantage = mean * DIRECTION[metric]
             rows.append(
                 {
                     "model": model,
@@ -210,7 +212,7 @@ def compare_methods(results: pl.DataFrame, confidence: float = 0.95) -> pl.DataF
                     "n_seeds": len(seeds),
                     "seeds": " ".join(str(s) for s in seeds),
                     "diffs": " ".join(f"{d:.6g}" for d in diff.diffs),
-                    "mean_diff": diff.mean,
+                    "mean_diff": mean,
                     "ci_low": diff.ci_low,
                     "ci_high": diff.ci_high,
                     "better": a
