@@ -54,6 +54,35 @@ WHEELS: dict[str, WheelAsset] = {
     ),
 }
 
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's dataset-fashion-mnist puts the IDX files (read in place, never copied)."""
+FASHION_MNIST_APT = "apt-get update && apt-get install -y dataset-fashion-mnist"
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def missing_fashion_mnist_files(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
+    """The Fashion-MNIST files (both splits) that are not in ``data_dir``."""
+    names = [name for split in FASHION_MNIST_FILES.values() for name in split]
+    return [str(Path(data_dir) / n) for n in names if not (Path(data_dir) / n).is_file()]
+
+
+def fashion_mnist_inputs(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
+    """The Fashion-MNIST files as workflow inputs; raises before any job runs if one is missing."""
+    missing = missing_fashion_mnist_files(data_dir)
+    if missing:
+        raise FileNotFoundError(
+            f"embedded:fashion-mnist reads Debian's dataset-fashion-mnist, but {missing} "
+            f"{'is' if len(missing) == 1 else 'are'} missing. Install it with "
+            f"`{FASHION_MNIST_APT}`, or, without apt, use the model embedded:vit-digits with the "
+            "dataset embedded:digits (scikit-learn) in the config."
+        )
+    names = [name for split in FASHION_MNIST_FILES.values() for name in split]
+    return [str(Path(data_dir) / n) for n in names]
+
+
 GGUF_MODELS = ("smollm2-135m",)
 TRAINED_MODELS = ("vit-fashion-mnist", "vit-digits", "minilm-mlm-wikipedia")
 """Demo models the pipeline trains itself (neuron_ablation.demo_models)."""

@@ -30,18 +30,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from neuron_ablation import assets
+from neuron_ablation.assets import (
+    FASHION_MNIST_APT,
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_FILES,
+    missing_fashion_mnist_files,
+)
 from neuron_ablation.io import atomic_output, write_json
 from neuron_ablation.masking import IGNORE, mask_tokens
 from neuron_ablation.tokenization import collection_split, read_local_documents
 
 # ----------------------------------------------------------------------------- image data
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_APT = "apt-get update && apt-get install -y dataset-fashion-mnist"
-FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -106,10 +106,10 @@ def _read_idx_gz(path: Path) -> np.ndarray:
 
 
 def _load_fashion_mnist(split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    missing = missing_fashion_mnist_files(data_dir)
+    if missing:
+        raise FileNotFoundError(f"{missing} missing; install them with: {FASHION_MNIST_APT}")
     image_file, label_file = (Path(data_dir) / f for f in FASHION_MNIST_FILES[split])
-    for path in (image_file, label_file):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} missing; install it with: {FASHION_MNIST_APT}")
     images, labels = _read_idx_gz(image_file), _read_idx_gz(label_file).astype(np.int64)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels in {data_dir}")

@@ -49,6 +49,8 @@ rule prepare_dataset:
 
 
 rule train_vit:
+    input:
+        lambda w: image_set_inputs(w.data),
     output:
         directory("resources/models/vit-{data}"),
     log:

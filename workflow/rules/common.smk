@@ -1,7 +1,12 @@
 import re
 from pathlib import Path
 
-from neuron_ablation.assets import EMBEDDED_PREFIX, GGUF_MODELS, WHEELS
+from neuron_ablation.assets import (
+    EMBEDDED_PREFIX,
+    GGUF_MODELS,
+    WHEELS,
+    fashion_mnist_inputs,
+)
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
@@ -114,8 +119,17 @@ def all_outputs():
 # --- helpers of tokens rules
 
 
+def image_set_inputs(name):
+    """Files an embedded image set is read from: Debian's Fashion-MNIST (checked before any job
+    runs, with the apt command if missing); scikit-learn's digits ship with the package.
+    """
+    return fashion_mnist_inputs() if name == "fashion-mnist" else []
+
+
 def tokenize_inputs(wildcards):
-    return local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
+    source = dataset_of(wildcards.model)["source"]
+    paths = local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
+    return paths + image_set_inputs(embedded(source))
 
 
 def input_count_key(model):
