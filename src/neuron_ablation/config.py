@@ -89,6 +89,7 @@ def check_config(config: dict[str, Any]) -> None:
     for name, dataset in config["datasets"].items():
         problems += _check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
     problems += _check_methods(config)
+    problems += _check_demo_mlm_split(config)
     low, high = config["stats"]["range"]
     if not low < high:
         problems.append(f"stats.range: need low < high, got [{low}, {high}]")
@@ -102,6 +103,48 @@ def check_config(config: dict[str, Any]) -> None:
         problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+DEMO_MLM = f"{EMBEDDED_PREFIX}minilm-mlm-wikipedia"
+DEMO_MLM_TEXT = f"{EMBEDDED_PREFIX}wikipedia-leads"
+
+
+def _demo_mlm_splits(config: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    """Dataset name -> (eval_share, split_seed) of the Wikipedia datasets the demo MLM is
+    evaluated on."""
+    datasets = config["datasets"]
+    return {
+        model["dataset"]: (
+            datasets[model["dataset"]]["eval_share"],
+            datasets[model["dataset"]]["split_seed"],
+        )
+        for model in config["models"].values()
+        if model["source"] == DEMO_MLM
+        and model["dataset"] in datasets
+        and datasets[model["dataset"]]["source"] == DEMO_MLM_TEXT
+    }
+
+
+def demo_mlm_split(config: dict[str, Any]) -> tuple[float, int]:
+    """(eval_share, split_seed) the demo masked LM holds out while training, so that it never
+    trains on the documents the pipeline evaluates it on (the defaults if it is not evaluated
+    on the embedded Wikipedia text)."""
+    splits = set(_demo_mlm_splits(config).values())
+    return splits.pop() if len(splits) == 1 else (0.2, 0)
+
+
+def _check_demo_mlm_split(config: dict[str, Any]) -> list[str]:
+    splits = _demo_mlm_splits(config)
+    if len(set(splits.values())) <= 1:
+        return []
+    fields = ", ".join(
+        f"datasets.{name}.eval_share/split_seed = {share}/{seed}"
+        for name, (share, seed) in sorted(splits.items())
+    )
+    return [
+        f"{fields}: the models using {DEMO_MLM} are evaluated on {DEMO_MLM_TEXT} with different "
+        "splits, but the trained model can hold out only one; make them equal"
+    ]
 
 
 def methods_for_task(task: str, has_generator: bool = False) -> tuple[str, ...]:

@@ -80,6 +80,8 @@ rule train_mlm:
     conda:
         ENV
     threads: workflow.cores
+    params:
+        split=mlm_split_args(),
     shell:
         "neuron-ablation train-mlm --text {input.text} --wheel {input.wheel} --seed 0"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " {params.split} --threads {threads} --out {output} > {log} 2>&1"

@@ -10,6 +10,7 @@ from neuron_ablation.assets import (
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
+    demo_mlm_split,
     fraction_label,
     model_methods,
 )
@@ -124,6 +125,11 @@ def image_set_inputs(name):
     runs, with the apt command if missing); scikit-learn's digits ship with the package.
     """
     return fashion_mnist_inputs() if name == "fashion-mnist" else []
+
+
+def mlm_split_args():
+    eval_share, split_seed = demo_mlm_split(config)
+    return f"--eval-share {eval_share} --split-seed {split_seed}"
 
 
 def tokenize_inputs(wildcards):
