@@ -32,6 +32,10 @@ BAD = [
     (lambda c: c["datasets"]["corpus"].update(source="./missing.jsonl"), r"does not exist"),
     (lambda c: c.update(fractions=[0.125]), r"fractions.*two decimals"),
     (lambda c: c.update(color="red"), r"color"),
+    (
+        lambda c: c["models"].update(tiny_neurons=c["models"]["tiny"]),
+        r"models.tiny_neurons: .*collides with model 'tiny'",
+    ),
 ]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_snakemake, tiny_config
-from tiny_models import load, save_causal_lm, save_vit
+from tiny_models import load, save_causal_lm, save_masked_lm, save_vit, task_of
 
 from neuron_ablation.ablation import overwrite_z_hooks
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
@@ -38,14 +38,21 @@ def tiny_gpt2(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory):
+    return save_masked_lm(tmp_path_factory.mktemp("models") / "roberta", "roberta")
+
+
+@pytest.fixture(scope="module")
 def llama(tiny_llama):
     return load(tiny_llama, "llama")
 
 
-def make_bank(tmp_path, model_dir, model, source="tokens", n_sequences=3, seq_len=SEQ_LEN):
+def make_bank(
+    tmp_path, model_dir, model, source="tokens", n_sequences=3, seq_len=SEQ_LEN, task="causal-lm"
+):
     """Inputs and bank of one source, written and read back like the pipeline does."""
     settings = ResampleSettings(source, n_sequences, seq_len, seed=5)
-    table, _ = generate_inputs(str(model_dir), "causal-lm", settings, device="cpu")
+    table, _ = generate_inputs(str(model_dir), task, settings, device="cpu")
     write_arrow(tmp_path / f"{source}.inputs.arrow", table)
     columns = read_model_inputs(tmp_path / f"{source}.inputs.arrow")
     attrs = bank_attrs(inputs_settings(table), "tiny", str(model_dir))
@@ -163,14 +170,14 @@ def test_pairing_rule():
     assert bank_positions(3, 5).tolist() == [0, 1, 2]
 
 
-@pytest.mark.parametrize("model_name", ["llama", "gpt2"])
+@pytest.mark.parametrize("model_name", ["llama", "gpt2", "roberta"])
 def test_resampling_equals_explicit_per_position_overwrite(
-    tmp_path, tiny_llama, tiny_gpt2, model_name
+    tmp_path, tiny_llama, tiny_gpt2, tiny_roberta, model_name
 ):
     """7 evaluated sequences of 16 tokens against a bank of 3 sequences of 12 (both wrap)."""
-    model_dir = tiny_llama if model_name == "llama" else tiny_gpt2
+    model_dir = {"llama": tiny_llama, "gpt2": tiny_gpt2, "roberta": tiny_roberta}[model_name]
     model = load(model_dir, model_name)
-    bank, _ = make_bank(tmp_path, model_dir, model)
+    bank, _ = make_bank(tmp_path, model_dir, model, task=task_of(model_name))
     masks = masks_at(model, 0.5)
     ids = torch.from_numpy(np.random.default_rng(0).integers(4, 60, size=(7, 16)))
     with torch.no_grad():

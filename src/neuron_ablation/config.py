@@ -90,6 +90,7 @@ def check_config(config: dict[str, Any]) -> None:
         problems += _check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
     problems += _check_methods(config)
     problems += _check_demo_mlm_split(config)
+    problems += _check_output_names(config["models"])
     low, high = config["stats"]["range"]
     if not low < high:
         problems.append(f"stats.range: need low < high, got [{low}, {high}]")
@@ -144,6 +145,17 @@ def _check_demo_mlm_split(config: dict[str, Any]) -> list[str]:
     return [
         f"{fields}: the models using {DEMO_MLM} are evaluated on {DEMO_MLM_TEXT} with different "
         "splits, but the trained model can hold out only one; make them equal"
+    ]
+
+
+def _check_output_names(models: dict[str, Any]) -> list[str]:
+    """``results/figures/{model}_neurons.png`` must not be another model's ablation figure."""
+    return [
+        f"models.{name}: the name collides with model {base!r}'s Figure 1 "
+        f"(results/figures/{name}.png); rename one of them"
+        for name in models
+        for base in models
+        if name == f"{base}_neurons"
     ]
 
 
