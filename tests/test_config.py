@@ -3,7 +3,7 @@ import copy
 import pytest
 from conftest import run_snakemake, tiny_config
 
-from neuron_ablation.config import ConfigError, demo_mlm_split, validate_config
+from neuron_ablation.config import ConfigError, demo_mlm_split, input_count, validate_config
 
 
 @pytest.fixture
@@ -32,6 +32,7 @@ BAD = [
     (lambda c: c["datasets"]["corpus"].update(source="./missing.jsonl"), r"does not exist"),
     (lambda c: c.update(fractions=[0.125]), r"fractions.*two decimals"),
     (lambda c: c.update(color="red"), r"color"),
+    (lambda c: c["models"]["tiny"].update(eval={"n_token": 5}), r"models.tiny.eval.*n_token"),
     (
         lambda c: c["models"].update(tiny_neurons=c["models"]["tiny"]),
         r"models.tiny_neurons: .*collides with model 'tiny'",
@@ -75,3 +76,15 @@ def test_demo_mlm_holds_out_the_evaluation_split():
     assert demo_mlm_split(config) == (0.2, 7)
     with pytest.raises(ConfigError, match=r"datasets.a.eval_share/split_seed = 0.2/3.*only one"):
         validate_config(two_wikipedia_datasets((3, 4)))
+
+
+def test_a_model_can_set_its_own_counts(good, tmp_path):
+    config = copy.deepcopy(good)
+    config["models"]["other"] = {**config["models"]["tiny"], "eval": {"n_tokens": 48}}
+    validate_config(config)
+    assert input_count(config, "other", "eval") == 48
+    assert input_count(config, "other", "stats") == config["stats"]["n_tokens"]
+    assert input_count(config, "tiny", "eval") == config["eval"]["n_tokens"]
+    dry = run_snakemake(tmp_path, config, "-n", "-p", "--cores", "1").stdout
+    assert "--part eval --n 48 " in dry
+    assert f"--part eval --n {config['eval']['n_tokens']} " in dry

@@ -231,6 +231,13 @@ def _check_source(field: str, source: str, embedded: tuple[str, ...]) -> list[st
     return []
 
 
+def input_count(config: dict[str, Any], model: str, part: str) -> int:
+    """Tokens (text) or images (vision) of ``part`` ("stats" or "eval") for ``model``: the
+    model's own ``stats``/``eval`` entry if it sets one, else the global section's."""
+    key = "n_images" if config["models"][model]["task"] == "image-classification" else "n_tokens"
+    return config["models"][model].get(part, {}).get(key, config[part][key])
+
+
 def fraction_label(fraction: float) -> str:
     """The fraction as it appears in artifact paths: two decimals."""
     return f"{fraction:.2f}"

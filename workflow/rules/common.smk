@@ -12,6 +12,7 @@ from neuron_ablation.config import (
     check_config,
     demo_mlm_split,
     fraction_label,
+    input_count,
     model_methods,
 )
 from snakemake.utils import validate
@@ -136,10 +137,6 @@ def tokenize_inputs(wildcards):
     source = dataset_of(wildcards.model)["source"]
     paths = local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
     return paths + image_set_inputs(embedded(source))
-
-
-def input_count_key(model):
-    return "n_images" if MODELS[model]["task"] == "image-classification" else "n_tokens"
 
 
 def tokenize_args(wildcards):

@@ -16,7 +16,7 @@ rule tokenize:
         model=lambda w: model_source(w.model),
         dataset=lambda w: dataset_source(w.model),
         task=lambda w: MODELS[w.model]["task"],
-        n=lambda w: config[w.part][input_count_key(w.model)],
+        n=lambda w: input_count(config, w.model, w.part),
         seq_len=lambda w: MODELS[w.model]["seq_len"],
         mask_seed=lambda w: MODELS[w.model]["mask_seed"],
         split=tokenize_args,
