@@ -319,15 +319,18 @@ def test_pipeline_wires_resampling_and_the_cli_runs_it(tmp_path, config):
     ids = np.random.default_rng(0).integers(4, 60, size=(5, 16))
     write_arrow(res / "eval.arrow", sequences_table(ids))
     main(["select", *model, "--seed", "0", "--out", str(res / "selection.zarr")])
+    half = res / "eval_half.json"
     evaluate_args = [*model, "--tokens", str(res / "eval.arrow"), "--device", "cpu", "--seed",
-                     "0", "--fraction", "0.5", "--selection", str(res / "selection.zarr"),
-                     "--bank", str(bank), "--out", str(out)]  # fmt: skip
+                     "0", "--fraction", "0.5", "1.0", "--selection", str(res / "selection.zarr"),
+                     "--bank", str(bank), "--out", str(half), str(out)]  # fmt: skip
     with pytest.raises(SystemExit, match="bank of source 'tokens'.*needs source 'chars'"):
         main(["evaluate", "--method", "resample-chars", *evaluate_args])
+    assert not half.exists() and not out.exists()  # refused before writing anything
     main(["evaluate", "--method", "resample-tokens", *evaluate_args])
-    result = read_json(out)
+    result = read_json(half)
     assert result["method"] == "resample-tokens" and result["n_bank_sequences"] == 3
     assert result["n_ablated"] == 32  # half of 2 layers x 32 neurons
+    assert read_json(out)["n_ablated"] == 64 and read_json(out)["fraction"] == 1.0
     assert read_model_inputs(inputs)["input_ids"].shape == (3, 16)
     with h5py.File(bank, "r") as f:
         assert f["layer_01"].shape == (3, 16, 32) and f.attrs["seed"] == 4
