@@ -61,3 +61,30 @@ def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path):
     with pytest.raises(SystemExit, match="2 fractions and 1 output paths"):
         main(args)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("architecture", ["roberta", "bert"])
+def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, monkeypatch):
+    from tiny_models import save_masked_lm
+
+    from neuron_ablation import evaluation
+    from neuron_ablation.architectures import masked_lm_head
+    from neuron_ablation.masking import IGNORE
+
+    model = load(save_masked_lm(tmp_path / architecture, architecture), architecture)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(4, 60, size=(5, 12))
+    labels = np.where(rng.random(ids.shape) < 0.2, ids, IGNORE)
+    labels[2] = IGNORE  # a batch row with nothing scored
+    columns = {"input_ids": ids, "labels": labels}
+    seen = []
+    handle = masked_lm_head(model).register_forward_hook(
+        lambda _m, args, _out: seen.append(tuple(args[0].shape))
+    )
+    fast = evaluate(model, columns, "masked-lm", batch_size=2)
+    handle.remove()
+    assert sum(shape[1] for shape in seen) == int((labels != IGNORE).sum()) == fast["n_tokens"]
+    monkeypatch.setattr(evaluation, "masked_lm_head", lambda _model: None)  # full logits
+    full = evaluate(model, columns, "masked-lm", batch_size=2)
+    assert fast["top1"] == full["top1"] and fast["n_tokens"] == full["n_tokens"]
+    assert math.isclose(fast["loss"], full["loss"], rel_tol=1e-6)

@@ -31,6 +31,10 @@ class Architecture:
     """Dotted attribute path from one block to its attention output projection (or alternatives)."""
     layout: WeightLayout = "linear"
     """``linear``: ``y = z @ W.T + b`` (W is [out, in]); ``conv1d``: ``y = z @ W + b``."""
+    masked_lm_head: str | None = None
+    """Masked LMs: dotted path from the ``*ForMaskedLM`` model to its position-wise vocabulary
+    head (called with the hidden states as first argument), so evaluation can run it on the
+    scored positions only. None: the full logits are computed."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -45,8 +49,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture("h", "attn.c_proj", layout="conv1d"),
     "gpt_neox": Architecture("layers", "attention.dense"),
     # masked language models
-    "roberta": Architecture("encoder.layer", "attention.output.dense"),
-    "bert": Architecture("encoder.layer", "attention.output.dense"),
+    "roberta": Architecture("encoder.layer", "attention.output.dense", masked_lm_head="lm_head"),
+    "bert": Architecture("encoder.layer", "attention.output.dense", masked_lm_head="cls"),
     # vision
     # transformers >= 5.20 renamed ViT's modules; the first path that exists is used.
     "vit": Architecture(
@@ -93,6 +97,17 @@ def attention_output_projections(model: nn.Module) -> list[nn.Module]:
     arch = architecture_of(model)
     blocks = _get_path(model.base_model, arch.blocks)
     return [_get_path(block, arch.out_proj) for block in blocks]
+
+
+def masked_lm_head(model: nn.Module) -> nn.Module | None:
+    """The vocabulary head of a masked LM, if the table names one and the model has it."""
+    path = architecture_of(model).masked_lm_head
+    if path is None:
+        return None
+    try:
+        return _get_path(model, path)
+    except UnsupportedArchitectureError:
+        return None  # e.g. the bare encoder (AutoModel) of a masked-LM family
 
 
 def projection_width(projection: nn.Module, layout: WeightLayout) -> int:

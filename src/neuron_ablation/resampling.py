@@ -458,7 +458,7 @@ def write_bank(
                 desc="resample bank",
                 unit="batch",
             ):
-                model(**model_inputs(batch, model))
+                model.base_model(**model_inputs(batch, model))  # z does not need the task head
                 if not datasets:
                     datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
                 for dataset, z in zip(datasets, captured, strict=True):

@@ -92,7 +92,8 @@ def collect_statistics(
     try:
         with tqdm(total=n_items, unit="seq", desc="statistics") as bar:
             for batch in iter_batches(columns, batch_size):
-                model(**model_inputs(batch, model))
+                # z does not depend on the task head: skipping it saves the vocabulary projection.
+                model.base_model(**model_inputs(batch, model))
                 bar.update(len(next(iter(batch.values()))))
                 bar.set_postfix(tokens=histograms[0].count)
     finally:
