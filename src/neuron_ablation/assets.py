@@ -63,10 +63,14 @@ FASHION_MNIST_FILES = {
 }
 
 
+def fashion_mnist_paths(data_dir: Path = FASHION_MNIST_DIR) -> list[Path]:
+    """The four IDX files of both splits."""
+    return [Path(data_dir) / name for split in FASHION_MNIST_FILES.values() for name in split]
+
+
 def missing_fashion_mnist_files(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
     """The Fashion-MNIST files (both splits) that are not in ``data_dir``."""
-    names = [name for split in FASHION_MNIST_FILES.values() for name in split]
-    return [str(Path(data_dir) / n) for n in names if not (Path(data_dir) / n).is_file()]
+    return [str(path) for path in fashion_mnist_paths(data_dir) if not path.is_file()]
 
 
 def fashion_mnist_inputs(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
@@ -79,8 +83,7 @@ def fashion_mnist_inputs(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
             f"`{FASHION_MNIST_APT}`, or, without apt, use the model embedded:vit-digits with the "
             "dataset embedded:digits (scikit-learn) in the config."
         )
-    names = [name for split in FASHION_MNIST_FILES.values() for name in split]
-    return [str(Path(data_dir) / n) for n in names]
+    return [str(path) for path in fashion_mnist_paths(data_dir)]
 
 
 GGUF_MODELS = ("smollm2-135m",)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("neuron_ablation")
@@ -179,7 +180,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         _evaluate_fractions(args, score, pending)
 
 
-def _evaluate_fractions(args: argparse.Namespace, score, pending: list[tuple[dict, str]]) -> None:
+def _evaluate_fractions(
+    args: argparse.Namespace, score: Callable[..., dict], pending: list[tuple[dict, str]]
+) -> None:
     from neuron_ablation.io import write_json
     from neuron_ablation.selection import ablation_masks, read_ranks
 
@@ -191,7 +194,7 @@ def _evaluate_fractions(args: argparse.Namespace, score, pending: list[tuple[dic
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
 
 
-def _ablation_scorer(args: argparse.Namespace):
+def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
     """(masks, progress label) -> result of ``args.method`` on the loaded model and inputs."""
     import torch
 
@@ -200,25 +203,26 @@ def _ablation_scorer(args: argparse.Namespace):
 
     if is_resample_method(args.method):
         return _resample_scorer(args)
+    constants = None
     if args.method != "zero":
         from neuron_ablation.statistics import ablation_constants
 
-        constants = ablation_constants(args.stats, args.method)
+        constants = ablation_constants(args.stats, args.method)  # read before the model loads
     model, columns = _load_model_and_inputs(args)
+    if constants is None:
+        from neuron_ablation.architectures import neuron_widths
+
+        constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
 
     def score(masks, desc: str) -> dict:
-        if args.method == "zero":
-            values = [torch.zeros(len(mask), dtype=torch.float64) for mask in masks]
-        else:
-            values = constants
         return evaluate_constant_ablation(
-            model, columns, args.task, masks, values, args.batch_size, desc=desc
+            model, columns, args.task, masks, constants, args.batch_size, desc=desc
         )
 
     return score
 
 
-def _resample_scorer(args: argparse.Namespace):
+def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
     from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
 
     if not args.bank:
