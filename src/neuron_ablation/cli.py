@@ -147,6 +147,43 @@ def _select(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.out)
 
 
+def _optimal(args: argparse.Namespace) -> None:
+    """Learn the optimal constants of one seed at every requested fraction."""
+    from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.optimal import (
+        OptimalSettings,
+        masked_lm_corruption,
+        require_statistics_split,
+        train_store,
+        write_optimal,
+    )
+    from neuron_ablation.selection import read_ranks
+    from neuron_ablation.statistics import open_statistics
+
+    require_statistics_split(args.tokens)
+    settings = OptimalSettings(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    ranks, stats = read_ranks(args.selection), open_statistics(args.stats)
+    corruption = masked_lm_corruption(args.model_source) if args.task == "masked-lm" else None
+    from neuron_ablation.models import load_model
+
+    model = load_model(args.model_source, args.task, args.device, args.dtype)
+    columns = read_model_inputs(args.tokens)
+    constants, losses, attrs = train_store(
+        model, columns, args.task, ranks, stats, args.fraction, settings, corruption
+    )
+    attrs |= {"model": args.model_name, "model_source": args.model_source, "dtype": args.dtype}
+    write_optimal(args.out, args.fraction, constants, losses, attrs)
+    for fraction, curve in zip(args.fraction, losses, strict=True):
+        log.info("frac %.2f: loss %.4f -> %.4f", fraction, curve[0], curve[-1])
+    log.info("wrote %s", args.out)
+
+
 def _load_model_and_inputs(args: argparse.Namespace):
     from neuron_ablation.io import read_model_inputs
     from neuron_ablation.models import load_model
@@ -188,14 +225,16 @@ def _evaluate_fractions(
 
     ranks = read_ranks(args.selection)
     for meta, out in pending:
-        masks = ablation_masks(ranks, meta["fraction"])
-        result = score(masks, f"{args.method} seed {args.seed} frac {meta['fraction']:.2f}")
+        fraction = meta["fraction"]
+        masks = ablation_masks(ranks, fraction)
+        result = score(masks, fraction, f"{args.method} seed {args.seed} frac {fraction:.2f}")
         write_json(out, result | meta)
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
 
 
 def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
-    """(masks, progress label) -> result of ``args.method`` on the loaded model and inputs."""
+    """(masks, fraction, progress label) -> result of ``args.method`` on the loaded model and
+    inputs."""
     import torch
 
     from neuron_ablation.evaluation import evaluate_constant_ablation
@@ -203,6 +242,8 @@ def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
 
     if is_resample_method(args.method):
         return _resample_scorer(args)
+    if args.method == "optimal":
+        return _optimal_scorer(args)
     constants = None
     if args.method != "zero":
         from neuron_ablation.statistics import ablation_constants
@@ -214,9 +255,27 @@ def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
 
         constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
 
-    def score(masks, desc: str) -> dict:
+    def score(masks, _fraction: float, desc: str) -> dict:
         return evaluate_constant_ablation(
             model, columns, args.task, masks, constants, args.batch_size, desc=desc
+        )
+
+    return score
+
+
+def _optimal_scorer(args: argparse.Namespace) -> Callable[..., dict]:
+    from neuron_ablation.evaluation import evaluate_constant_ablation
+    from neuron_ablation.optimal import fold_values, read_constants
+
+    if not args.optimal:
+        raise SystemExit("--method optimal needs --optimal (results/<model>/optimal/seed<s>.zarr)")
+    constants = {f: read_constants(args.optimal, f) for f in args.fraction if f > 0}
+    model, columns = _load_model_and_inputs(args)
+
+    def score(masks, fraction: float, desc: str) -> dict:
+        values = fold_values(constants[fraction], masks)
+        return evaluate_constant_ablation(
+            model, columns, args.task, masks, values, args.batch_size, desc=desc
         )
 
     return score
@@ -235,7 +294,7 @@ def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
         )
     model, columns = _load_model_and_inputs(args)
 
-    def score(masks, desc: str) -> dict:
+    def score(masks, _fraction: float, desc: str) -> dict:
         return evaluate_resample_ablation(
             model, columns, args.task, masks, bank, args.batch_size, desc=desc
         )
@@ -458,15 +517,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     _add_runtime_args(p)
-    p.add_argument("--method", required=True, choices=["zero", "mean", "peak", *RESAMPLE_METHODS])
+    p.add_argument(
+        "--method", required=True, choices=["zero", "mean", "peak", "optimal", *RESAMPLE_METHODS]
+    )
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
     p.add_argument("--selection", required=True)
     p.add_argument("--stats", help="statistics store (mean and peak)")
     p.add_argument("--bank", help="resampling bank, HDF5 (resample-* methods)")
+    p.add_argument("--optimal", help="learned constants, Zarr (method optimal)")
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
     p.add_argument("--out", nargs="+", required=True, help="one JSON path per --fraction")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "optimal", help="learn optimal-ablation constants of one seed on the statistics split"
+    )
+    _add_model_args(p)
+    _add_runtime_args(p)  # --tokens: the statistics split; --batch-size: sequences per step
+    p.add_argument("--stats", required=True, help="statistics store (mean and spread)")
+    p.add_argument("--selection", required=True, help="selection store of --seed")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
+    p.add_argument("--steps", type=int, default=40, help="Adam steps per fraction")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per training sequence")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (units of std)")
+    p.add_argument("--model-name", default="")
+    p.add_argument("--out", required=True, help="Zarr store")
+    p.set_defaults(func=_optimal)
 
     p = sub.add_parser("resample-inputs", help="seeded random inputs of one resampling source")
     _add_model_args(p)

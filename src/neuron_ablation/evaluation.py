@@ -12,8 +12,10 @@ What is scored, per task:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,41 +31,84 @@ from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
 
 @dataclass
 class Score:
-    loss_sum: float = 0.0
-    correct: int = 0
-    n: int = 0
+    """Per-sequence sums of one evaluation: summed CE, correct top-1 predictions, predictions.
 
-    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """logits float [prediction, class]; targets int [prediction] (IGNORE is skipped)."""
+    A "sequence" is one row of the evaluation file (one image for vision), in file order, so two
+    evaluations of the same file pair up sequence by sequence.
+    """
+
+    loss_sum: list[float] = field(default_factory=list)
+    correct: list[int] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+
+    def add(
+        self, logits: torch.Tensor, targets: torch.Tensor, sequence: torch.Tensor, n_sequences: int
+    ) -> None:
+        """Score one batch.
+
+        Args:
+            logits: float [prediction, class].
+            targets: int [prediction]; IGNORE entries are not scored.
+            sequence: int [prediction], the batch row each prediction belongs to.
+            n_sequences: rows in the batch (rows without a scored prediction count 0).
+        """
         keep = targets != IGNORE
-        logits, targets = logits[keep].float(), targets[keep]
-        self.loss_sum += float(F.cross_entropy(logits, targets, reduction="sum").double())
-        self.correct += int((logits.argmax(dim=-1) == targets).sum())
-        self.n += int(targets.numel())
+        if not bool(keep.all()):
+            logits, targets, sequence = logits[keep], targets[keep], sequence[keep]
+        losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
+        hits = (logits.argmax(dim=-1) == targets).long()
+        device = losses.device
+        per_loss = torch.zeros(n_sequences, dtype=torch.float64, device=device)
+        per_hits = torch.zeros(n_sequences, dtype=torch.long, device=device)
+        per_n = torch.zeros(n_sequences, dtype=torch.long, device=device)
+        per_loss.index_add_(0, sequence, losses)
+        per_hits.index_add_(0, sequence, hits)
+        per_n.index_add_(0, sequence, torch.ones_like(hits))
+        self.loss_sum += per_loss.tolist()
+        self.correct += per_hits.tolist()
+        self.n += per_n.tolist()
 
-    def result(self) -> dict[str, float | int]:
-        if self.n == 0:
+    def result(self) -> dict[str, Any]:
+        """Totals (``top1``, ``loss``, ``n_tokens``) and the per-sequence lists they come from."""
+        n = sum(self.n)
+        if n == 0:
             raise ValueError("no predictions were scored")
-        return {"top1": self.correct / self.n, "loss": self.loss_sum / self.n, "n_tokens": self.n}
+        return {
+            "top1": sum(self.correct) / n,
+            "loss": math.fsum(self.loss_sum) / n,
+            "n_tokens": n,
+            "seq_loss_sum": self.loss_sum,
+            "seq_correct": self.correct,
+            "seq_n": self.n,
+        }
+
+
+Predictions = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def predictions_and_targets(
     task: str, logits: torch.Tensor, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flatten one batch's logits to [prediction, class] and its targets to [prediction]."""
+) -> Predictions:
+    """One batch's logits [prediction, class], targets [prediction] and the batch row of each
+    prediction [prediction]."""
     if task == "causal-lm":
-        return logits[:, :-1].flatten(0, 1), batch["input_ids"][:, 1:].flatten()
-    if task == "masked-lm":
-        return logits.flatten(0, 1), batch["labels"].flatten()
-    if task == "image-classification":
-        return logits, batch["label"]
-    raise ValueError(f"unknown task {task!r}")
+        logits, targets = logits[:, :-1], batch["input_ids"][:, 1:]
+    elif task == "masked-lm":
+        targets = batch["labels"]
+    elif task == "image-classification":
+        targets = batch["label"]
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    rows = torch.arange(len(targets), device=targets.device)
+    sequence = rows.view(-1, *([1] * (targets.dim() - 1))).expand_as(targets)
+    return logits.flatten(0, targets.dim() - 1), targets.flatten(), sequence.flatten()
 
 
 def masked_lm_predictions(
     model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [scored, vocab] and targets [scored] at the labelled positions of one batch.
+) -> Predictions:
+    """Logits [scored, vocab], targets [scored] and batch rows [scored] at the labelled positions
+    of one batch.
 
     The vocabulary head is position-wise, so where the architecture table names it, it runs on
     the scored positions' hidden states only (about 15 % of them) instead of every position.
@@ -84,7 +129,24 @@ def masked_lm_predictions(
         logits = model(**inputs).logits
     finally:
         handle.remove()
-    return logits[0], labels[scored]
+    return logits[0], labels[scored], scored.nonzero()[:, 0]
+
+
+def batch_predictions(
+    model: nn.Module, task: str, batch: dict[str, np.ndarray]
+) -> tuple[Predictions, int]:
+    """Run ``model`` on one batch of evaluation columns; (predictions, rows in the batch)."""
+    device = next(model.parameters()).device
+    targets = {
+        name: as_tensor(batch[name], device, torch.long)
+        for name in ("input_ids", "labels", "label")
+        if name in batch
+    }
+    inputs = model_inputs(batch, model)
+    n_rows = len(next(iter(inputs.values())))
+    if task == "masked-lm":
+        return masked_lm_predictions(model, inputs, targets["labels"]), n_rows
+    return predictions_and_targets(task, model(**inputs).logits, targets), n_rows
 
 
 @torch.inference_mode()
@@ -94,25 +156,15 @@ def evaluate(
     task: str,
     batch_size: int = 8,
     desc: str = "evaluating",
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Score ``model`` on the evaluation columns (see the module docstring)."""
-    device = next(model.parameters()).device
     score = Score()
     n_items = len(next(iter(columns.values())))
     with tqdm(total=n_items, unit="seq", desc=desc) as bar:
         for batch in iter_batches(columns, batch_size):
-            targets = {
-                name: as_tensor(batch[name], device, torch.long)
-                for name in ("input_ids", "labels", "label")
-                if name in batch
-            }
-            inputs = model_inputs(batch, model)
-            if task == "masked-lm":
-                score.add(*masked_lm_predictions(model, inputs, targets["labels"]))
-            else:
-                logits = model(**inputs).logits
-                score.add(*predictions_and_targets(task, logits, targets))
-            bar.update(len(next(iter(inputs.values()))))
+            predictions, n_rows = batch_predictions(model, task, batch)
+            score.add(*predictions, n_rows)
+            bar.update(n_rows)
     return score.result()
 
 
@@ -124,7 +176,7 @@ def evaluate_constant_ablation(
     values: Sequence[torch.Tensor],
     batch_size: int = 8,
     desc: str = "evaluating",
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Score ``model`` with the ablation folded in (undone afterwards); adds ``n_ablated``."""
     with folded_constant_ablation(model, ablate, values):
         result = evaluate(model, columns, task, batch_size, desc=desc)

@@ -132,5 +132,7 @@ def write_image_inputs(
     label2id = dict(AutoConfig.from_pretrained(model_source).label2id or {})
     pairs = iter_labelled_images(source, part, label2id, **split_options)
     table = images_table(*preprocess_images(processor, pairs, n_images))
+    metadata = table.schema.metadata or {}
+    table = table.replace_schema_metadata({**metadata, b"part": part, b"dataset": source})
     write_arrow(out, table)
     return table
