@@ -23,6 +23,7 @@ include: "workflow/rules/tokens.smk"
 include: "workflow/rules/statistics.smk"
 include: "workflow/rules/resampling.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/optimal.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 

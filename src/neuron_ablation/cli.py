@@ -255,9 +255,10 @@ def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
 
         constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
 
-    def score(masks, _fraction: float, desc: str) -> dict:
+    def score(masks, fraction: float, desc: str) -> dict:
+        inputs = _scored_columns(args, columns, fraction)
         return evaluate_constant_ablation(
-            model, columns, args.task, masks, constants, args.batch_size, desc=desc
+            model, inputs, args.task, masks, constants, args.batch_size, desc=desc
         )
 
     return score
@@ -274,11 +275,20 @@ def _optimal_scorer(args: argparse.Namespace) -> Callable[..., dict]:
 
     def score(masks, fraction: float, desc: str) -> dict:
         values = fold_values(constants[fraction], masks)
+        inputs = _scored_columns(args, columns, fraction)
         return evaluate_constant_ablation(
-            model, columns, args.task, masks, values, args.batch_size, desc=desc
+            model, inputs, args.task, masks, values, args.batch_size, desc=desc
         )
 
     return score
+
+
+def _scored_columns(args: argparse.Namespace, columns: dict, fraction: float) -> dict:
+    """All evaluation rows for a focus fraction, else the first ``--sweep-items`` of them."""
+    focus = any(abs(fraction - f) < 1e-9 for f in args.focus)
+    if args.sweep_items is None or focus:
+        return columns
+    return {name: values[: args.sweep_items] for name, values in columns.items()}
 
 
 def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
@@ -294,9 +304,15 @@ def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
         )
     model, columns = _load_model_and_inputs(args)
 
-    def score(masks, _fraction: float, desc: str) -> dict:
+    def score(masks, fraction: float, desc: str) -> dict:
         return evaluate_resample_ablation(
-            model, columns, args.task, masks, bank, args.batch_size, desc=desc
+            model,
+            _scored_columns(args, columns, fraction),
+            args.task,
+            masks,
+            bank,
+            args.batch_size,
+            desc=desc,
         )
 
     return score
@@ -526,6 +542,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", help="statistics store (mean and peak)")
     p.add_argument("--bank", help="resampling bank, HDF5 (resample-* methods)")
     p.add_argument("--optimal", help="learned constants, Zarr (method optimal)")
+    p.add_argument(
+        "--sweep-items",
+        type=int,
+        default=None,
+        help="score fractions outside --focus on the first N sequences/images only",
+    )
+    p.add_argument(
+        "--focus",
+        type=float,
+        nargs="*",
+        default=[],
+        help="fractions always scored on every evaluation sequence/image",
+    )
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
     p.add_argument("--out", nargs="+", required=True, help="one JSON path per --fraction")
     p.set_defaults(func=_evaluate)

@@ -22,6 +22,7 @@ EMBEDDED_MODELS = GGUF_MODELS + TRAINED_MODELS
 EMBEDDED_DATASETS = ("wikipedia-leads", "fashion-mnist", "digits")
 
 CONSTANT_METHODS = ("zero", "mean", "peak")
+LEARNED_METHODS = ("optimal",)
 TEXT_RESAMPLE_METHODS = ("resample-chars", "resample-tokens", "resample-generated")
 
 
@@ -102,8 +103,17 @@ def check_config(config: dict[str, Any]) -> None:
             )
     if len(set(labels)) != len(labels):
         problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
+    problems += _check_subset("optimal.fractions", config["optimal"]["fractions"], labels)
+    problems += _check_subset("eval.focus", config["eval"]["focus"], labels)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_subset(field: str, fractions: list[float] | None, grid: list[str]) -> list[str]:
+    outside = [f for f in fractions or [] if fraction_label(f) not in grid]
+    if outside:
+        return [f"{field}: {outside} are not in fractions; allowed: the grid {grid}"]
+    return []
 
 
 DEMO_MLM = f"{EMBEDDED_PREFIX}minilm-mlm-wikipedia"
@@ -165,11 +175,12 @@ def methods_for_task(task: str, has_generator: bool = False) -> tuple[str, ...]:
     Random text (chars, tokens, generated) feeds text models, random pixels vision models. A
     masked LM cannot write text itself, so ``resample-generated`` needs ``resample.generator``.
     """
+    fixed = (*CONSTANT_METHODS, *LEARNED_METHODS)
     if task == "image-classification":
-        return (*CONSTANT_METHODS, "resample-pixels")
+        return (*fixed, "resample-pixels")
     if task == "masked-lm" and not has_generator:
-        return (*CONSTANT_METHODS, "resample-chars", "resample-tokens")
-    return (*CONSTANT_METHODS, *TEXT_RESAMPLE_METHODS)
+        return (*fixed, "resample-chars", "resample-tokens")
+    return (*fixed, *TEXT_RESAMPLE_METHODS)
 
 
 def model_methods(config: dict[str, Any], name: str) -> list[str]:
@@ -236,6 +247,29 @@ def input_count(config: dict[str, Any], model: str, part: str) -> int:
     model's own ``stats``/``eval`` entry if it sets one, else the global section's."""
     key = "n_images" if config["models"][model]["task"] == "image-classification" else "n_tokens"
     return config["models"][model].get(part, {}).get(key, config[part][key])
+
+
+def method_fractions(config: dict[str, Any], method: str) -> list[float]:
+    """The grid fractions ``method`` is evaluated at: all of them, except that ``optimal`` is
+    trained only at ``optimal.fractions`` (when set; 0 ablates nothing and is always kept)."""
+    chosen = config.get("optimal", {}).get("fractions")
+    if method != "optimal" or chosen is None:
+        return list(config["fractions"])
+    labels = {fraction_label(f) for f in chosen}
+    return [f for f in config["fractions"] if f == 0.0 or fraction_label(f) in labels]
+
+
+def sweep_items(config: dict[str, Any], model: str) -> int | None:
+    """Evaluation rows (sequences or images) that fractions outside ``eval.focus`` are scored
+    on, or None when every fraction uses the whole evaluation split (no ``eval.sweep``)."""
+    settings = config["models"][model]
+    sweep = settings.get("eval", {}).get("sweep", config["eval"].get("sweep"))
+    if sweep is None:
+        return None
+    if settings["task"] == "image-classification":
+        return sweep.get("n_images", config["eval"].get("sweep", {}).get("n_images"))
+    n_tokens = sweep.get("n_tokens", config["eval"].get("sweep", {}).get("n_tokens"))
+    return None if n_tokens is None else -(-n_tokens // settings["seq_len"])
 
 
 def fraction_label(fraction: float) -> str:

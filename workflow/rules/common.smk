@@ -13,7 +13,9 @@ from neuron_ablation.config import (
     demo_mlm_split,
     fraction_label,
     input_count,
+    method_fractions,
     model_methods,
+    sweep_items,
 )
 from snakemake.utils import validate
 
@@ -89,13 +91,25 @@ def eval_result(model, method, seed, fraction):
     return f"{RESULTS}/{model}/eval/{method}/seed{seed}/frac{fraction}.json"
 
 
+def fraction_labels(method):
+    return [fraction_label(f) for f in method_fractions(config, method)]
+
+
 def model_eval_results(model):
     return [
         eval_result(model, method, seed, fraction)
         for method in model_methods(config, model)
         for seed in config["seeds"]
-        for fraction in FRACTIONS
+        for fraction in fraction_labels(method)
     ]
+
+
+def sweep_args(wildcards):
+    """Fractions outside eval.focus on the first rows only, when eval.sweep is set."""
+    items = sweep_items(config, wildcards.model)
+    if items is None:
+        return []
+    return ["--sweep-items", str(items), "--focus", *map(str, config["eval"]["focus"])]
 
 
 def model_outputs(model):

@@ -61,6 +61,8 @@ rule evaluate:
         f"{LOGS}/evaluate/{{model}}/{{method}}_seed{{seed}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{method}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=_alternatives(m for m in config["methods"] if m != "optimal"),
     conda:
         ENV
     threads: 1
@@ -74,8 +76,10 @@ rule evaluate:
         runtime=lambda w: runtime_args(w.model),
         fractions=" ".join(FRACTIONS),
         optional=optional_args,
+        sweep=sweep_args,
     shell:
         "neuron-ablation evaluate --model-source {params.model} --task {params.task}"
         " --tokens {input.tokens} {params.runtime} --threads {threads}"
         " --method {wildcards.method} --seed {wildcards.seed} --fraction {params.fractions}"
-        " --selection {input.selection} {params.optional} --out {output} > {log} 2>&1"
+        " --selection {input.selection} {params.optional} {params.sweep:q}"
+        " --out {output} > {log} 2>&1"

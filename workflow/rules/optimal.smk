@@ -1,0 +1,101 @@
+# Optimal ablation: constants learned on the statistics split per (model, seed), then scored like
+# every other constant method at the fractions of `optimal.fractions`.
+
+OPTIMAL = config["optimal"]
+OPTIMAL_FRACTIONS = fraction_labels("optimal")
+
+
+rule optimal:
+    input:
+        model=model_inputs,
+        tokens=f"{RESULTS}/{{model}}/tokens/stats.arrow",
+        stats=f"{RESULTS}/{{model}}/stats.zarr",
+        selection=f"{RESULTS}/{{model}}/selection/seed{{seed}}.zarr",
+    output:
+        directory(f"{RESULTS}/{{model}}/optimal/seed{{seed}}.zarr"),
+    log:
+        f"{LOGS}/optimal/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/optimal/{{model}}_seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=model_resource("gpu"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
+    params:
+        model=lambda w: model_source(w.model),
+        task=lambda w: MODELS[w.model]["task"],
+        device=lambda w: MODELS[w.model]["device"],
+        dtype=lambda w: MODELS[w.model]["dtype"],
+        fractions=[f for f in OPTIMAL_FRACTIONS if float(f) > 0],
+        seq_len=lambda w: OPTIMAL["seq_len"] or MODELS[w.model]["seq_len"],
+        steps=OPTIMAL["steps"],
+        batch_size=OPTIMAL["batch_size"],
+        lr=OPTIMAL["lr"],
+    shell:
+        "neuron-ablation optimal --model-source {params.model:q} --task {params.task:q}"
+        " --tokens {input.tokens:q} --stats {input.stats:q} --selection {input.selection:q}"
+        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads}"
+        " --seed {wildcards.seed:q} --fraction {params.fractions:q} --steps {params.steps:q}"
+        " --batch-size {params.batch_size:q} --seq-len {params.seq_len:q} --lr {params.lr:q}"
+        " --model-name {wildcards.model:q} --out {output:q} > {log:q} 2>&1"
+
+
+def evaluate_optimal_inputs(wildcards):
+    inputs = {
+        "model": model_inputs(wildcards),
+        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
+        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
+    }
+    if any(float(f) > 0 for f in OPTIMAL_FRACTIONS):
+        inputs["optimal"] = (
+            f"{RESULTS}/{wildcards.model}/optimal/seed{wildcards.seed}.zarr"
+        )
+    if "0.00" in OPTIMAL_FRACTIONS:
+        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
+    return inputs
+
+
+def evaluate_optimal_args(wildcards, input):
+    return [
+        arg
+        for name in ("optimal", "baseline")
+        if name in input.keys()
+        for arg in (f"--{name}", input[name])
+    ]
+
+
+rule evaluate_optimal:
+    input:
+        unpack(evaluate_optimal_inputs),
+    output:
+        [eval_result("{model}", "optimal", "{seed}", f) for f in OPTIMAL_FRACTIONS],
+    log:
+        f"{LOGS}/evaluate/{{model}}/optimal_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/optimal_seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=model_resource("gpu"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
+    params:
+        model=lambda w: model_source(w.model),
+        task=lambda w: MODELS[w.model]["task"],
+        batch_size=lambda w: MODELS[w.model]["batch_size"],
+        device=lambda w: MODELS[w.model]["device"],
+        dtype=lambda w: MODELS[w.model]["dtype"],
+        fractions=OPTIMAL_FRACTIONS,
+        optional=evaluate_optimal_args,
+        sweep=sweep_args,
+    shell:
+        "neuron-ablation evaluate --model-source {params.model:q} --task {params.task:q}"
+        " --tokens {input.tokens:q} --batch-size {params.batch_size:q}"
+        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads}"
+        " --method optimal --seed {wildcards.seed:q} --fraction {params.fractions:q}"
+        " --selection {input.selection:q} {params.optional:q} {params.sweep:q}"
+        " --out {output:q} > {log:q} 2>&1"
