@@ -1,4 +1,4 @@
-"""Paired comparison: t quantiles, paired intervals, best methods, the verdict on the claim."""
+"""Paired comparison: intervals over seeds and sequences, best methods, the verdict on the claim."""
 
 from __future__ import annotations
 
@@ -7,35 +7,72 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats as scipy_stats
 
 from neuron_ablation import comparison
 from neuron_ablation.cli import main
 
-# Two-sided 95 % and 99 % critical values of Student's t (standard tables).
-T_TABLE = [(0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 4, 2.7764), (0.975, 30, 2.0423)]
-T_TABLE += [(0.995, 3, 5.8409), (0.975, 1000, 1.9623), (0.025, 5, -2.5706)]
 
-
-@pytest.mark.parametrize(("p", "df", "expected"), T_TABLE)
-def test_t_quantile_matches_tables(p, df, expected):
-    assert comparison.t_quantile(p, df) == pytest.approx(expected, abs=1e-4)
-
-
-def test_t_cdf_inverts_quantile():
-    for df in (1, 3, 17):
-        for p in (0.6, 0.9, 0.999):
-            assert comparison.t_cdf(comparison.t_quantile(p, df), df) == pytest.approx(p)
-
-
-def test_paired_difference():
-    diff = comparison.paired_difference([1.0, 2.0, 3.0])
+def test_interval_over_seeds_alone_is_the_paired_t_interval():
+    diff = comparison.crossed_interval(np.array([[1.0], [2.0], [3.0]]))
     half = 4.302653 / math.sqrt(3)  # sd 1, t(0.975, 2)
-    assert diff.mean == 2.0
+    assert diff.mean == 2.0 and diff.df == pytest.approx(2)
     assert diff.ci_low == pytest.approx(2 - half, rel=1e-6)
     assert diff.ci_high == pytest.approx(2 + half, rel=1e-6)
     assert diff.significant is False
-    single = comparison.paired_difference([0.5])
+    single = comparison.crossed_interval(np.array([[0.5]]))
     assert single.ci_low is None and single.significant is None
+
+
+def test_interval_over_sequences_of_one_seed_is_the_paired_t_interval():
+    a = np.array([[0.5, 1.5, 1.0, 3.0, -1.0]])
+    diff = comparison.paired_difference(a)
+    half = 2.776445 * a.std(ddof=1) / math.sqrt(5)  # t(0.975, 4)
+    assert diff.ci_high - diff.mean == pytest.approx(half, rel=1e-6)
+    assert diff.seed_halfwidth == pytest.approx(half, rel=1e-6)
+
+
+def test_crossed_interval_matches_the_anova_formula():
+    """Seeds x sequences: variance (MS_seed + MS_seq - MS_res) / (S J), Satterthwaite df."""
+    a = np.random.default_rng(3).normal(size=(3, 6)) + np.array([[2.0], [-1.0], [0.5]])
+    a += np.linspace(-3, 3, 6)[None, :]
+    s, j = a.shape
+    grand, seeds, seqs = a.mean(), a.mean(axis=1), a.mean(axis=0)
+    ms_seed = j * ((seeds - grand) ** 2).sum() / (s - 1)
+    ms_seq = s * ((seqs - grand) ** 2).sum() / (j - 1)
+    ms_res = ((a - seeds[:, None] - seqs[None, :] + grand) ** 2).sum() / ((s - 1) * (j - 1))
+    assert ms_seed > ms_res and ms_seq > ms_res  # no component is truncated in this case
+    variance = (ms_seed + ms_seq - ms_res) / (s * j)
+    df = (variance * s * j) ** 2 / (
+        ms_seed**2 / (s - 1) + ms_seq**2 / (j - 1) + ms_res**2 / ((s - 1) * (j - 1))
+    )
+    diff = comparison.crossed_interval(a)
+    assert diff.df == pytest.approx(df, rel=1e-9)
+    assert diff.ci_high - diff.mean == pytest.approx(
+        scipy_stats.t.ppf(0.975, df) * math.sqrt(variance), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    ("sd_seed", "sd_sequence", "sd_residual"),
+    [(1.0, 1.0, 1.0), (3.0, 0.5, 1.0), (0.0, 2.0, 1.0), (0.5, 0.0, 2.0)],
+)
+def test_crossed_interval_covers_the_true_difference_at_about_the_nominal_rate(
+    sd_seed, sd_sequence, sd_residual
+):
+    """3 seeds x 32 sequences, crossed random effects around a true difference of 0.7."""
+    rng = np.random.default_rng(11)
+    covered, repeats = 0, 1500
+    for _ in range(repeats):
+        a = (
+            0.7
+            + rng.normal(0, sd_seed, (3, 1))
+            + rng.normal(0, sd_sequence, (1, 32))
+            + rng.normal(0, sd_residual, (3, 32))
+        )
+        diff = comparison.crossed_interval(a)
+        covered += diff.ci_low <= 0.7 <= diff.ci_high
+    assert 0.91 <= covered / repeats <= 0.99
 
 
 def synthetic_results(
@@ -89,6 +126,7 @@ def test_differences_are_paired_by_seed():
     # Seed effects (sd 2.5 pp here) cancel: the interval is far narrower than they are.
     assert row["ci_high"] - row["ci_low"] < 0.5
     assert row["better"] == "peak" and row["significant"] is True
+    assert row["verdict"] == "peak better"
     assert len(row["diffs"].split()) == 3
 
 
@@ -112,7 +150,7 @@ def test_cancelling_seed_differences_are_an_exact_tie():
         ]
     )
     row = comparison.compare_methods(results).filter(pl.col("metric") == "top1").row(0, named=True)
-    assert row["mean_diff"] == 0.0 and row["better"] == "tie"
+    assert row["mean_diff"] == 0.0 and row["better"] == "tie" and row["verdict"] == "tie"
     assert row["ci_low"] < 0 < row["ci_high"]
 
 
@@ -205,3 +243,69 @@ def test_write_comparison_and_cli(tmp_path):
     assert "For second, the paper's claim peak >= mean >= zero does not hold" in text
     assert "| 50 % | peak |" in text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def synthetic_sequences(offsets: dict[str, float], seeds=(0, 1, 2), n_sequences: int = 40):
+    """(ablation.csv rows, sequences.parquet rows) at fraction 0.5 with per-sequence scores.
+
+    Each sequence scores 50 tokens; a method's chance of a correct token is 0.4 + its offset
+    + a seed effect + a sequence effect, shared by all methods (so pairing cancels them).
+    """
+    rng = np.random.default_rng(5)
+    seq_effect = rng.normal(0, 0.1, n_sequences)
+    rows, sequences = [], []
+    for seed in seeds:
+        seed_effect = rng.normal(0, 0.05)
+        for method, offset in offsets.items():
+            p = np.clip(0.4 + offset + seed_effect + seq_effect, 0.01, 0.99)
+            correct = rng.binomial(50, p)
+            loss_sum = 50 * (3.0 - 2.0 * p)
+            keys = {"model": "m", "method": method, "seed": seed, "fraction": 0.5}
+            rows.append(
+                keys
+                | {"top1": correct.sum() / (50 * n_sequences), "loss": loss_sum.mean() / 50}
+                | {"n_tokens": 50 * n_sequences, "n_ablated": 32}
+            )
+            sequences.append(
+                pl.DataFrame(
+                    {"sequence": np.arange(n_sequences), "loss_sum": loss_sum, "correct": correct}
+                ).with_columns(n=pl.lit(50), **{k: pl.lit(v) for k, v in keys.items()})
+            )
+    return pl.DataFrame(rows), pl.concat(sequences)
+
+
+def test_sequences_pair_differences_and_rank_against_optimal(tmp_path):
+    offsets = {"optimal": 0.06, "peak": 0.0, "mean": 0.0, "zero": -0.1}
+    results, sequences = synthetic_sequences(offsets)
+    table = comparison.compare_methods(results, sequences=sequences)
+    top1 = {
+        (r["method_a"], r["method_b"]): r
+        for r in table.filter(pl.col("metric") == "top1").iter_rows(named=True)
+    }
+    # The per-sequence route gives the same point estimate as the seed totals.
+    seeds_only = comparison.compare_methods(results).filter(pl.col("metric") == "top1")
+    pairs = zip(seeds_only["method_a"], seeds_only["method_b"], strict=True)
+    assert seeds_only["mean_diff"].to_list() == pytest.approx(
+        [top1[pair]["mean_diff"] for pair in pairs]
+    )
+    assert top1[("optimal", "peak")]["n_sequences"] == 40
+    assert top1[("optimal", "zero")]["verdict"] == "optimal better"
+    assert top1[("peak", "zero")]["verdict"] == "peak better"
+    assert top1[("optimal", "peak")]["seed_halfwidth"] > 0
+    text = comparison.comparison_markdown(table)
+    assert "### Ranking at 50 %" in text
+    assert "- 50 %, top-1: optimal > " in text
+    assert "| zero | -1" in text  # zero is about 16 pp below optimal
+
+
+def test_compare_cli_reads_sequences(tmp_path):
+    results, sequences = synthetic_sequences({"peak": 0.0, "mean": 0.01, "zero": -0.1})
+    results.write_csv(tmp_path / "ablation.csv")
+    sequences.write_parquet(tmp_path / "sequences.parquet")
+    csv, markdown = tmp_path / "comparison.csv", tmp_path / "comparison.md"
+    parquet = str(tmp_path / "sequences.parquet")
+    main(["compare", str(tmp_path / "ablation.csv"), "--sequences", parquet, "--csv", str(csv),
+          "--markdown", str(markdown)])  # fmt: skip
+    table = pl.read_csv(csv)
+    assert {"verdict", "df", "seed_halfwidth", "n_sequences"} <= set(table.columns)
+    assert set(table["n_sequences"].to_list()) == {40}

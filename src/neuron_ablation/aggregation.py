@@ -1,6 +1,8 @@
-"""Stage 5: evaluation JSONs -> long CSV, the paper's Table 2, and one figure per model.
+"""Stage 5: evaluation JSONs -> long CSV, per-sequence scores, the paper's Table 2, and one
+figure per model.
 
-Spread over seeds is the sample standard deviation (ddof=1); with one seed it is 0.
+Spread over seeds is the sample standard deviation (ddof=1); with one seed it is undefined
+(empty in the CSV, "–" in markdown).
 """
 
 from __future__ import annotations
@@ -12,31 +14,60 @@ from pathlib import Path
 
 import polars as pl
 
+from neuron_ablation.io import atomic_output
+
 EVAL_PATH = re.compile(
     r"(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
 )
 TABLE2_FRACTIONS = (0.5, 0.9)
 COLUMNS = ["model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"]
+KEYS = ["model", "method", "seed", "fraction"]
+SEQUENCE_FIELDS = {"seq_loss_sum": "loss_sum", "seq_correct": "correct", "seq_n": "n"}
 
 
-def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
-    """One row per evaluation JSON; model, method, seed and fraction come from the path."""
-    rows = []
+def read_evaluations(paths: Iterable[str | Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row per evaluation JSON, one row per evaluated sequence of each).
+
+    Model, method, seed and fraction come from the path. The second frame has the columns
+    model, method, seed, fraction, sequence (0-based, evaluation-file order), loss_sum, correct
+    and n; it is empty for results written without per-sequence lists.
+    """
+    rows, sequences = [], []
     for path in paths:
         match = EVAL_PATH.search(Path(path).as_posix())
         if match is None:
             raise ValueError(f"not an evaluation result path: {path}")
         result = json.loads(Path(path).read_text())
-        rows.append(
-            {
-                "model": match["model"],
-                "method": match["method"],
-                "seed": int(match["seed"]),
-                "fraction": float(match["fraction"]),
-                **{key: result[key] for key in ("top1", "loss", "n_tokens", "n_ablated")},
-            }
-        )
-    return pl.DataFrame(rows).select(COLUMNS).sort(["model", "method", "seed", "fraction"])
+        keys = {
+            "model": match["model"],
+            "method": match["method"],
+            "seed": int(match["seed"]),
+            "fraction": float(match["fraction"]),
+        }
+        rows.append(keys | {key: result[key] for key in COLUMNS[4:]})
+        if all(field in result for field in SEQUENCE_FIELDS):
+            frame = pl.DataFrame(
+                {name: result[field] for field, name in SEQUENCE_FIELDS.items()},
+                schema={"loss_sum": pl.Float64, "correct": pl.Int64, "n": pl.Int64},
+            )
+            frame = frame.with_columns(
+                *(pl.lit(value).alias(key) for key, value in keys.items()),
+                sequence=pl.int_range(pl.len(), dtype=pl.Int64),
+            )
+            sequences.append(frame)
+    results = pl.DataFrame(rows).select(COLUMNS).sort(KEYS)
+    columns = [*KEYS, "sequence", "loss_sum", "correct", "n"]
+    per_sequence = (
+        pl.concat(sequences).select(columns).sort([*KEYS, "sequence"])
+        if sequences
+        else pl.DataFrame(schema=dict.fromkeys(columns, pl.Float64)).select(columns)
+    )
+    return results, per_sequence
+
+
+def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
+    """One row per evaluation JSON (see :func:`read_evaluations`)."""
+    return read_evaluations(paths)[0]
 
 
 def summarise(results: pl.DataFrame) -> pl.DataFrame:
@@ -45,9 +76,9 @@ def summarise(results: pl.DataFrame) -> pl.DataFrame:
         results.group_by(["model", "method", "fraction"])
         .agg(
             (pl.col("top1").mean() * 100).alias("top1_mean"),
-            (pl.col("top1").std(ddof=1).fill_null(0.0) * 100).alias("top1_std"),
+            (pl.col("top1").std(ddof=1) * 100).alias("top1_std"),
             pl.col("loss").mean().alias("loss_mean"),
-            pl.col("loss").std(ddof=1).fill_null(0.0).alias("loss_std"),
+            pl.col("loss").std(ddof=1).alias("loss_std"),
             pl.len().alias("n_seeds"),
         )
         .sort(["model", "method", "fraction"])
@@ -55,7 +86,8 @@ def summarise(results: pl.DataFrame) -> pl.DataFrame:
 
 
 def table2(summary: pl.DataFrame) -> pl.DataFrame:
-    """The paper's Table 2: rows (metric, setting, method), a mean and std column per model."""
+    """The paper's Table 2: rows (metric, setting, method), columns mean, std and ``gap`` (the
+    method's mean minus optimal's at that setting, where optimal ran) per model."""
     baseline = (
         summary.filter(pl.col("fraction") == 0.0)
         .group_by("model")
@@ -79,7 +111,17 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
         )
         frames.append(frame)
     stacked = pl.concat(frames)
-    wide = stacked.pivot(on="model", index=["metric", "setting", "method"], values=["mean", "std"])
+    optimal = stacked.filter(pl.col("method") == "optimal").select(
+        "metric", "setting", "model", pl.col("mean").alias("optimal")
+    )
+    stacked = stacked.join(optimal, on=["metric", "setting", "model"], how="left").with_columns(
+        gap=pl.when(pl.col("method").is_in(["", "optimal"]))
+        .then(None)
+        .otherwise(pl.col("mean") - pl.col("optimal"))
+    )
+    wide = stacked.pivot(
+        on="model", index=["metric", "setting", "method"], values=["mean", "std", "gap"]
+    )
     order = {"baseline": 0, "50 %": 1, "90 %": 2}
     return wide.sort(
         [
@@ -91,20 +133,33 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
+    """Mean ± std over seeds per model; with optimal, each method's gap to it in brackets."""
     titles = {"top1": "Top-1 accuracy (%)", "loss": "Cross-entropy loss"}
     lines = []
     for metric, title in titles.items():
         lines += [f"### {title}", "", "| | | " + " | ".join(models) + " |"]
         lines.append("|---|---|" + "---|" * len(models))
         for row in table.filter(pl.col("metric") == metric).iter_rows(named=True):
-            cells = [_cell(row.get(f"mean_{m}"), row.get(f"std_{m}")) for m in models]
+            cells = [
+                _cell(row.get(f"mean_{m}"), row.get(f"std_{m}"), row.get(f"gap_{m}"))
+                for m in models
+            ]
             lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
         lines.append("")
+    if any(table[c].is_not_null().any() for c in table.columns if c.startswith("gap_")):
+        lines.append(
+            "Mean ± sample std over seeds (– where one seed leaves it undefined); [Δ] is the "
+            "method's mean minus optimal's at the same setting (top-1 in percentage points, "
+            "CE in nats); - where a method was not run. Intervals: comparison.md."
+        )
     return "\n".join(lines)
 
 
-def _cell(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.2f} ± {std:.2f}"
+def _cell(mean: float | None, std: float | None, gap: float | None = None) -> str:
+    if mean is None:
+        return "-"
+    spread = "–" if std is None else f"{std:.2f}"
+    return f"{mean:.2f} ± {spread}" + ("" if gap is None else f" [{gap:+.2f}]")
 
 
 def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
@@ -136,14 +191,18 @@ def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
 
 
 def write_tables(eval_files: Iterable[str | Path], tables_dir: Path) -> None:
-    """Write ablation.csv, table2.csv and table2.md."""
-    results = read_results(eval_files)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    results.write_csv(tables_dir / "ablation.csv")
+    """Write ablation.csv, sequences.parquet, table2.csv and table2.md (each atomically)."""
+    results, sequences = read_evaluations(eval_files)
     table = table2(summarise(results))
-    table.write_csv(tables_dir / "table2.csv")
     models = results["model"].unique(maintain_order=True).to_list()
-    (tables_dir / "table2.md").write_text(table2_markdown(table, models))
+    with atomic_output(tables_dir / "ablation.csv") as tmp:
+        results.write_csv(tmp)
+    with atomic_output(tables_dir / "sequences.parquet") as tmp:
+        sequences.write_parquet(tmp)
+    with atomic_output(tables_dir / "table2.csv") as tmp:
+        table.write_csv(tmp)
+    with atomic_output(tables_dir / "table2.md") as tmp:
+        tmp.write_text(table2_markdown(table, models))
 
 
 def write_figure(eval_files: Iterable[str | Path], out: Path) -> None:

@@ -415,7 +415,9 @@ def _neurons(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from neuron_ablation.comparison import write_comparison
 
-    table = write_comparison(args.ablation_csv, args.csv, args.markdown, args.confidence)
+    table = write_comparison(
+        args.ablation_csv, args.csv, args.markdown, args.confidence, args.sequences
+    )
     log.info("wrote %s (%d pairs) and %s", args.csv, len(table), args.markdown)
 
 
@@ -634,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="comparison.csv path")
     p.add_argument("--markdown", required=True, help="comparison.md path")
     p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument(
+        "--sequences",
+        help="results/tables/sequences.parquet: per-sequence scores (else seeds only)",
+    )
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("check-config", help="validate a config file")

@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from scipy import stats
 
 from neuron_ablation.io import atomic_output
 
@@ -39,77 +41,22 @@ DIRECTION = {"top1": 1.0, "loss": -1.0}
 TIE_TOLERANCE = 1e-9
 
 
-# --- Student's t quantile without scipy -------------------------------------------------------
-
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz method)."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= c * d
-        if abs(c * d - 1.0) < eps:
-            break
-    return h
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), the regularized incomplete beta function."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    # The continued fraction converges fast only on this side of the mean; use symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf`, |error| < 1e-10)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    while hi - lo > 1e-10:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-# --- paired differences -----------------------------------------------------------------------
+# --- intervals over seeds and sequences ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of per-seed differences with a t interval (None bounds with fewer than 2 seeds)."""
+    """Mean paired difference with its interval (None bounds where nothing can be estimated).
 
-    diffs: tuple[float, ...]
+    ``df`` is the (Satterthwaite) degrees of freedom of the t interval; ``seed_halfwidth`` the
+    largest half-width of the per-seed intervals (sequence noise only), None without sequences.
+    """
+
     mean: float
     ci_low: float | None
     ci_high: float | None
+    df: float | None = None
+    seed_halfwidth: float | None = None
 
     @property
     def significant(self) -> bool | None:
@@ -119,23 +66,69 @@ class PairedDifference:
         return self.ci_low > 0 or self.ci_high < 0
 
 
-def paired_difference(diffs: Sequence[float], confidence: float = 0.95) -> PairedDifference:
-    """Mean and two-sided t interval of paired differences."""
-    n = len(diffs)
-    if n == 0:
-        raise ValueError("no paired differences")
-    mean = math.fsum(diffs) / n
-    if n < 2:
-        return PairedDifference(tuple(diffs), mean, None, None)
-    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = t_quantile(0.5 + confidence / 2.0, n - 1) * sd / math.sqrt(n)
-    return PairedDifference(tuple(diffs), mean, mean - half, mean + half)
+def crossed_interval(a: np.ndarray, confidence: float = 0.95) -> PairedDifference:
+    """Interval of the grand mean of paired differences ``a`` [seed, sequence].
+
+    Seeds (which neurons are ablated) and sequences (which text is scored) are crossed random
+    factors: every seed scores the same sequences. With ``a = mu + seed + sequence + residual``,
+    the grand mean has variance ``var_seed / S + var_seq / J + var_res / (S J)``. The three
+    components are estimated from the two-way ANOVA mean squares (each truncated at zero), and
+    the t interval takes Satterthwaite's degrees of freedom. With one seed this is the paired t
+    interval over sequences; with one sequence per seed (no per-sequence data) the paired t
+    interval over seeds.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    n_seeds, n_seqs = a.shape
+    mean = float(a.mean())
+    if n_seeds * n_seqs < 2:
+        return PairedDifference(mean, None, None)
+    seed_means, seq_means = a.mean(axis=1), a.mean(axis=0)
+    # (coefficient, mean square, its degrees of freedom) terms of the variance of the mean
+    if n_seeds > 1 and n_seqs > 1:
+        n = n_seeds * n_seqs
+        ms_seed = n_seqs * np.sum((seed_means - mean) ** 2) / (n_seeds - 1)
+        ms_seq = n_seeds * np.sum((seq_means - mean) ** 2) / (n_seqs - 1)
+        residual = a - seed_means[:, None] - seq_means[None, :] + mean
+        df_res = (n_seeds - 1) * (n_seqs - 1)
+        ms_res = np.sum(residual**2) / df_res
+        coefficient_res = 1 / n
+        terms = []
+        for ms, df in ((ms_seed, n_seeds - 1), (ms_seq, n_seqs - 1)):
+            if ms > ms_res:  # a component estimated below zero is set to zero
+                terms.append((1 / n, ms, df))
+                coefficient_res -= 1 / n
+        terms.append((coefficient_res, ms_res, df_res))
+    elif n_seeds > 1:
+        terms = [(1 / n_seeds, np.var(seed_means, ddof=1), n_seeds - 1)]
+    else:
+        terms = [(1 / n_seqs, np.var(seq_means, ddof=1), n_seqs - 1)]
+    variance = float(sum(c * ms for c, ms, _ in terms))
+    if variance <= 0:
+        return PairedDifference(mean, mean, mean, math.inf)
+    df = variance**2 / float(sum((c * ms) ** 2 / d for c, ms, d in terms if c * ms != 0))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(variance)
+    return PairedDifference(mean, mean - half, mean + half, df)
+
+
+def paired_difference(a: np.ndarray, confidence: float = 0.95) -> PairedDifference:
+    """:func:`crossed_interval` plus the widest per-seed interval (sequence noise alone)."""
+    a = np.asarray(a, dtype=np.float64)
+    overall = crossed_interval(a, confidence)
+    if a.shape[1] < 2:
+        return overall
+    halves = []
+    for row in a:
+        one = crossed_interval(row[None, :], confidence)
+        halves.append(0.0 if one.ci_high is None else one.ci_high - one.mean)
+    return PairedDifference(overall.mean, overall.ci_low, overall.ci_high, overall.df, max(halves))
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
-    """Claim order (peak, mean, zero), then every other (resampling) method alphabetically."""
+    """optimal (the yardstick), the claim order (peak, mean, zero), then every other
+    (resampling) method alphabetically."""
     present = set(methods)
-    return [m for m in CLAIM_ORDER if m in present] + sorted(present - set(CLAIM_ORDER))
+    first = [m for m in ("optimal", *CLAIM_ORDER) if m in present]
+    return first + sorted(present - set(first))
 
 
 def _scaled(results: pl.DataFrame) -> pl.DataFrame:
@@ -174,56 +167,92 @@ def best_methods(results: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows).sort(["model", "metric", "fraction"])
 
 
-def compare_methods(results: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
-    """Every pair of methods at every (model, metric, fraction), paired by seed.
+Contributions = dict[str, dict[str, dict[int, np.ndarray]]]  # method -> metric -> seed -> [seq]
+
+
+def contributions(results: pl.DataFrame, sequences: pl.DataFrame | None) -> Contributions:
+    """Per method, metric and seed: per-sequence contributions whose mean is the seed's metric.
+
+    For a seed scoring ``N`` predictions in ``J`` sequences, sequence ``j`` contributes
+    ``J * correct_j / N`` (x100, top-1 in percent) and ``J * loss_sum_j / N``, so differences of
+    contributions pair up sequence by sequence. Without per-sequence data a seed has one
+    contribution, its metric.
+
+    Args:
+        results: rows of one (model, fraction) of ``ablation.csv``.
+        sequences: rows of the same (model, fraction) of ``sequences.parquet``, or None.
+    """
+    found: Contributions = {}
+    for row in results.iter_rows(named=True):
+        per_metric = found.setdefault(row["method"], {m: {} for m in METRICS})
+        per_metric["top1"][row["seed"]] = np.array([row["top1"] * 100])
+        per_metric["loss"][row["seed"]] = np.array([row["loss"]])
+    if sequences is None:
+        return found
+    for (method, seed), group in sequences.group_by(["method", "seed"]):
+        group = group.sort("sequence")
+        n_total, n_seqs = group["n"].sum(), len(group)
+        found[method]["top1"][seed] = group["correct"].to_numpy() * (100 * n_seqs / n_total)
+        found[method]["loss"][seed] = group["loss_sum"].to_numpy() * (n_seqs / n_total)
+    return found
+
+
+def _pair_matrix(
+    a: dict[int, np.ndarray], b: dict[int, np.ndarray]
+) -> tuple[list[int], np.ndarray]:
+    """(seeds, differences [seed, sequence]) of two methods' contributions."""
+    seeds = sorted(set(a) & set(b))
+    shapes = {len(a[s]) for s in seeds} | {len(b[s]) for s in seeds}
+    if len(shapes) > 1:
+        # Mixed per-sequence and per-seed data (or different prefixes): compare seed totals.
+        return seeds, np.array([[a[s].mean() - b[s].mean()] for s in seeds])
+    if not seeds:
+        return seeds, np.empty((0, 0))
+    return seeds, np.stack([a[s] - b[s] for s in seeds])
+
+
+def compare_methods(
+    results: pl.DataFrame, confidence: float = 0.95, sequences: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Every pair of methods at every (model, metric, fraction), paired by seed and sequence.
 
     Args:
         results: one row per evaluation with model, method, seed, fraction, top1 and loss
             (``results/tables/ablation.csv``).
+        sequences: per-sequence scores (``results/tables/sequences.parquet``: model, method,
+            seed, fraction, sequence, loss_sum, correct, n); None: seeds only.
 
     Returns:
         One row per (model, metric, fraction, method_a, method_b) with ``method_a`` before
         ``method_b`` in :func:`method_order`: seeds, per-seed ``diffs`` (a - b, in seed order),
-        ``mean_diff``, ``ci_low``, ``ci_high``, ``better`` (the method with the better mean, or
-        "tie"), ``significant`` and ``best_method`` at that fraction.
+        ``n_sequences``, ``mean_diff``, ``ci_low``, ``ci_high`` (:func:`crossed_interval`),
+        ``df``, ``seed_halfwidth`` (widest per-seed interval), ``better`` (the method with the
+        better mean, or "tie"), ``significant``, ``verdict`` ("<a> better", "<b> better" or
+        "tie": the interval contains 0) and ``best_method`` at that fraction.
     """
-    long = _scaled(results)
     rows = []
-    for (model, metric, fraction), group in long.group_by(["model", "metric", "fraction"]):
-        by_method = {
-            method: dict(zip(g["seed"].to_list(), g["value"].to_list(), strict=True))
-            for (method,), g in group.group_by("method")
-        }
-        for a, b in itertools.combinations(method_order(list(by_method)), 2):
-            seeds = sorted(set(by_method[a]) & set(by_method[b]))
-            if not seeds:
-                continue
-            diff = paired_difference([by_method[a][s] - by_method[b][s] for s in seeds], confidence)
-            # Per-seed differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie.
-            mean = 0.0 if abs(diff.mean) < TIE_TOLERANCE else diff.mean
-            advantage = mean * DIRECTION[metric]
-            rows.append(
-                {
-                    "model": model,
-                    "metric": metric,
-                    "fraction": fraction,
-                    "method_a": a,
-                    "method_b": b,
-                    "n_seeds": len(seeds),
-                    "seeds": " ".join(str(s) for s in seeds),
-                    "diffs": " ".join(f"{d:.6g}" for d in diff.diffs),
-                    "mean_diff": mean,
-                    "ci_low": diff.ci_low,
-                    "ci_high": diff.ci_high,
-                    "better": a
-                    if advantage > TIE_TOLERANCE
-                    else b
-                    if advantage < -TIE_TOLERANCE
-                    else "tie",
-                    "significant": diff.significant,
-                }
+    for (model, fraction), group in results.group_by(["model", "fraction"]):
+        per_sequence = None
+        if sequences is not None:
+            per_sequence = sequences.filter(
+                (pl.col("model") == model) & (pl.col("fraction") == fraction)
             )
-    table = pl.DataFrame(rows, schema_overrides={"ci_low": pl.Float64, "ci_high": pl.Float64})
+        found = contributions(group, per_sequence)
+        for metric in METRICS:
+            for a, b in itertools.combinations(method_order(list(found)), 2):
+                seeds, matrix = _pair_matrix(found[a][metric], found[b][metric])
+                if not seeds:
+                    continue
+                rows.append(_pair_row(model, metric, fraction, a, b, seeds, matrix, confidence))
+    table = pl.DataFrame(
+        rows,
+        schema_overrides={
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+            "df": pl.Float64,
+            "seed_halfwidth": pl.Float64,
+        },
+    )
     order = {m: i for i, m in enumerate(method_order(results["method"].unique().to_list()))}
     return (
         table.join(best_methods(results), on=["model", "metric", "fraction"], how="left")
@@ -234,6 +263,45 @@ def compare_methods(results: pl.DataFrame, confidence: float = 0.95) -> pl.DataF
         .sort(["model", "metric", "fraction", "_a", "_b"])
         .drop("_a", "_b")
     )
+
+
+def _pair_row(
+    model: str,
+    metric: str,
+    fraction: float,
+    a: str,
+    b: str,
+    seeds: list[int],
+    matrix: np.ndarray,
+    confidence: float,
+) -> dict:
+    diff = paired_difference(matrix, confidence)
+    # Differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie.
+    exact_tie = abs(diff.mean) < TIE_TOLERANCE
+    mean = 0.0 if exact_tie else diff.mean
+    advantage = mean * DIRECTION[metric]
+    better = a if advantage > TIE_TOLERANCE else b if advantage < -TIE_TOLERANCE else "tie"
+    significant = False if exact_tie else diff.significant
+    verdict = f"{better} better" if significant else "tie" if significant is False else "-"
+    return {
+        "model": model,
+        "metric": metric,
+        "fraction": fraction,
+        "method_a": a,
+        "method_b": b,
+        "n_seeds": len(seeds),
+        "seeds": " ".join(str(s) for s in seeds),
+        "n_sequences": matrix.shape[1] if matrix.shape[1] > 1 else None,
+        "diffs": " ".join(f"{d:.6g}" for d in matrix.mean(axis=1)),
+        "mean_diff": mean,
+        "ci_low": diff.ci_low,
+        "ci_high": diff.ci_high,
+        "df": diff.df,
+        "seed_halfwidth": diff.seed_halfwidth,
+        "better": better,
+        "significant": significant,
+        "verdict": verdict,
+    }
 
 
 # --- the claim --------------------------------------------------------------------------------
@@ -285,8 +353,12 @@ def check_relation(
     return check
 
 
+def _percent(fraction: float) -> str:
+    return f"{round(fraction * 100):d} %"
+
+
 def _fractions(values: Sequence[float]) -> str:
-    return ", ".join(f"{round(f * 100):d} %" for f in sorted(values))
+    return ", ".join(_percent(f) for f in sorted(values))
 
 
 def _by_metric(found: dict[str, list[float]]) -> str:
@@ -322,7 +394,7 @@ def claim_verdict(comparison: pl.DataFrame, model: str) -> str:
             f"The claim peak >= mean >= zero >> resampling cannot be checked for {model}: "
             f"method(s) {', '.join(missing)} were not run."
         )
-    resampling = [m for m in method_order(list(methods)) if m not in CLAIM_ORDER]
+    resampling = [m for m in method_order(list(methods)) if m.startswith("resample-")]
     checks = [check_relation(comparison, model, "peak", "mean", False)]
     checks.append(check_relation(comparison, model, "mean", "zero", False))
     checks += [check_relation(comparison, model, "zero", r, True) for r in resampling]
@@ -373,6 +445,8 @@ def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> l
     header += [f"{a} − {b} top-1 (pp) [{level} CI]" for a, b in adjacent]
     header += [f"{a} − {b} CE [{level} CI]" for a, b in adjacent]
     lines = [f"## {model}", "", claim_verdict(comparison, model), ""]
+    lines += ranking_markdown(comparison, model, confidence)
+    lines += ["### Adjacent methods at every fraction", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fraction in sorted(rows["fraction"].unique().to_list()):
         cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "-")]
@@ -387,12 +461,15 @@ def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> s
     lines = [
         "# Paired comparison of ablation methods",
         "",
-        "Each seed selects the same neurons for every method, so differences are taken per seed "
-        f"and averaged; intervals are two-sided {confidence:.0%} Student t intervals over seeds "
-        "(n − 1 degrees of freedom). Top-1 differences are in percentage points (positive: the "
-        "first method is better), cross-entropy differences in nats (negative: the first method "
-        "is better). Fraction 0 ablates nothing and is excluded from the verdicts. All pairs are "
-        "in comparison.csv.",
+        "Each seed selects the same neurons for every method and every method scores the same "
+        "evaluation sequences, so differences are paired by seed and by sequence. Intervals are "
+        f"two-sided {confidence:.0%} t intervals that count both sources of noise: which neurons "
+        "a seed ablates and which text is scored (seeds and sequences as crossed random factors, "
+        "variance components from a two-way ANOVA, Satterthwaite degrees of freedom; "
+        "`neuron_ablation.comparison.crossed_interval`). *tie* means the interval contains 0. "
+        "Top-1 differences are in percentage points (positive: the first method is better), "
+        "cross-entropy differences in nats (negative: the first method is better). Fraction 0 "
+        "ablates nothing and is excluded from the verdicts. All pairs are in comparison.csv.",
         "",
     ]
     for model in comparison["model"].unique(maintain_order=True).to_list():
@@ -400,12 +477,93 @@ def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> s
     return "\n".join(lines)
 
 
+RANKING_FRACTIONS = (0.5, 0.9)
+
+
+def ranking(comparison: pl.DataFrame, model: str, metric: str, fraction: float) -> str:
+    """Methods best first, ``>`` where the next is significantly worse, ``≈`` where tied.
+
+    Methods are ordered by their mean over seeds; a tie is decided by the paired interval of
+    the two neighbours.
+    """
+    rows = comparison.filter(
+        (pl.col("model") == model) & (pl.col("metric") == metric) & (pl.col("fraction") == fraction)
+    )
+    score: dict[str, float] = {}
+    for row in rows.iter_rows(named=True):
+        score.setdefault(row["method_a"], 0.0)
+        score.setdefault(row["method_b"], 0.0)
+        advantage = row["mean_diff"] * DIRECTION[metric]
+        score[row["method_a"]] += advantage
+        score[row["method_b"]] -= advantage
+    ordered = sorted(score, key=lambda m: -score[m])
+    lookup = {(r["method_a"], r["method_b"]): r for r in rows.iter_rows(named=True)}
+    text = ordered[0] if ordered else ""
+    for first, second in itertools.pairwise(ordered):
+        row = lookup.get((first, second)) or lookup.get((second, first))
+        text += (" > " if row and row["significant"] else " ≈ ") + second
+    return text
+
+
+def ranking_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> list[str]:
+    """At 50 % and 90 %: the ranking of all methods and each method's distance to optimal."""
+    rows = comparison.filter(pl.col("model") == model)
+    methods = method_order(rows["method_a"].to_list() + rows["method_b"].to_list())
+    fractions = [f for f in RANKING_FRACTIONS if f in set(rows["fraction"].to_list())]
+    if not fractions:
+        return []
+    lines = [f"### Ranking at {' and '.join(_percent(f) for f in fractions)}", ""]
+    for fraction in fractions:
+        for metric, label in METRICS.items():
+            order = ranking(comparison, model, metric, fraction)
+            lines.append(f"- {_percent(fraction)}, {label}: {order}")
+    lines.append("")
+    if "optimal" not in methods:
+        return lines
+    lookup = {
+        (r["metric"], r["fraction"], r["method_a"], r["method_b"]): r
+        for r in rows.iter_rows(named=True)
+    }
+    level = f"{confidence:.0%}"
+    header = ["method"]
+    header += [
+        f"{label} − optimal at {_percent(f)} [{level} CI]"
+        for f in fractions
+        for label in METRICS.values()
+    ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in (m for m in methods if m != "optimal"):
+        cells = [method]
+        for fraction in fractions:
+            for metric in METRICS:
+                row = lookup.get((metric, fraction, "optimal", method))
+                cells.append(_cell(_flipped(row)) if row else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _flipped(row: dict) -> dict:
+    """The row of (a, b) as the row of (b, a)."""
+    flip = {"mean_diff": -row["mean_diff"]}
+    if row["ci_low"] is not None:
+        flip |= {"ci_low": -row["ci_high"], "ci_high": -row["ci_low"]}
+    else:
+        flip |= {"ci_low": None, "ci_high": None}
+    return flip
+
+
 def write_comparison(
-    ablation_csv: str | Path, csv: str | Path, markdown: str | Path, confidence: float = 0.95
+    ablation_csv: str | Path,
+    csv: str | Path,
+    markdown: str | Path,
+    confidence: float = 0.95,
+    sequences: str | Path | None = None,
 ) -> pl.DataFrame:
-    """ablation.csv -> comparison.csv and comparison.md (atomically); returns the table."""
+    """ablation.csv (+ sequences.parquet) -> comparison.csv and comparison.md (atomically);
+    returns the table."""
     results = pl.read_csv(ablation_csv)
-    table = compare_methods(results, confidence)
+    per_sequence = pl.read_parquet(sequences) if sequences is not None else None
+    table = compare_methods(results, confidence, per_sequence)
     with atomic_output(csv) as tmp:
         table.write_csv(tmp, float_precision=6)
     with atomic_output(markdown) as tmp:

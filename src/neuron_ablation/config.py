@@ -259,6 +259,15 @@ def method_fractions(config: dict[str, Any], method: str) -> list[float]:
     return [f for f in config["fractions"] if f == 0.0 or fraction_label(f) in labels]
 
 
+def optimal_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """steps, batch_size, seq_len (the model's own when null) and lr of ``model``'s optimal
+    training: its own ``optimal`` entry over the global section."""
+    settings = {k: v for k, v in config["optimal"].items() if k != "fractions"}
+    settings |= config["models"][model].get("optimal", {})
+    settings["seq_len"] = settings["seq_len"] or config["models"][model]["seq_len"]
+    return settings
+
+
 def sweep_items(config: dict[str, Any], model: str) -> int | None:
     """Evaluation rows (sequences or images) that fractions outside ``eval.focus`` are scored
     on, or None when every fraction uses the whole evaluation split (no ``eval.sweep``)."""

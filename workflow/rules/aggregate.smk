@@ -12,6 +12,7 @@ rule tables:
             subcategory="Tables",
             labels={"table": "all evaluations"},
         ),
+        sequences=f"{RESULTS}/tables/sequences.parquet",
         table2=report(
             f"{RESULTS}/tables/table2.csv",
             caption="../report/table2.rst",

@@ -15,6 +15,7 @@ from neuron_ablation.config import (
     input_count,
     method_fractions,
     model_methods,
+    optimal_settings,
     sweep_items,
 )
 from snakemake.utils import validate
@@ -235,3 +236,32 @@ def resample_settings(wildcards):
         if generator_source(model) != model_source(model):
             args.append(f"--generator-source {generator_source(model)}")
     return " ".join(args)
+
+
+# --- helpers of optimal rules
+
+OPTIMAL_FRACTIONS = fraction_labels("optimal")
+
+
+def evaluate_optimal_inputs(wildcards):
+    inputs = {
+        "model": model_inputs(wildcards),
+        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
+        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
+    }
+    if any(float(f) > 0 for f in OPTIMAL_FRACTIONS):
+        inputs["optimal"] = (
+            f"{RESULTS}/{wildcards.model}/optimal/seed{wildcards.seed}.zarr"
+        )
+    if "0.00" in OPTIMAL_FRACTIONS:
+        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
+    return inputs
+
+
+def evaluate_optimal_args(wildcards, input):
+    return [
+        arg
+        for name in ("optimal", "baseline")
+        if name in input.keys()
+        for arg in (f"--{name}", input[name])
+    ]

@@ -1,10 +1,6 @@
 # Optimal ablation: constants learned on the statistics split per (model, seed), then scored like
 # every other constant method at the fractions of `optimal.fractions`.
 
-OPTIMAL = config["optimal"]
-OPTIMAL_FRACTIONS = fraction_labels("optimal")
-
-
 rule optimal:
     input:
         model=model_inputs,
@@ -30,10 +26,10 @@ rule optimal:
         device=lambda w: MODELS[w.model]["device"],
         dtype=lambda w: MODELS[w.model]["dtype"],
         fractions=[f for f in OPTIMAL_FRACTIONS if float(f) > 0],
-        seq_len=lambda w: OPTIMAL["seq_len"] or MODELS[w.model]["seq_len"],
-        steps=OPTIMAL["steps"],
-        batch_size=OPTIMAL["batch_size"],
-        lr=OPTIMAL["lr"],
+        seq_len=lambda w: optimal_settings(config, w.model)["seq_len"],
+        steps=lambda w: optimal_settings(config, w.model)["steps"],
+        batch_size=lambda w: optimal_settings(config, w.model)["batch_size"],
+        lr=lambda w: optimal_settings(config, w.model)["lr"],
     shell:
         "neuron-ablation optimal --model-source {params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} --stats {input.stats:q} --selection {input.selection:q}"
@@ -41,30 +37,6 @@ rule optimal:
         " --seed {wildcards.seed:q} --fraction {params.fractions:q} --steps {params.steps:q}"
         " --batch-size {params.batch_size:q} --seq-len {params.seq_len:q} --lr {params.lr:q}"
         " --model-name {wildcards.model:q} --out {output:q} > {log:q} 2>&1"
-
-
-def evaluate_optimal_inputs(wildcards):
-    inputs = {
-        "model": model_inputs(wildcards),
-        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
-        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
-    }
-    if any(float(f) > 0 for f in OPTIMAL_FRACTIONS):
-        inputs["optimal"] = (
-            f"{RESULTS}/{wildcards.model}/optimal/seed{wildcards.seed}.zarr"
-        )
-    if "0.00" in OPTIMAL_FRACTIONS:
-        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
-    return inputs
-
-
-def evaluate_optimal_args(wildcards, input):
-    return [
-        arg
-        for name in ("optimal", "baseline")
-        if name in input.keys()
-        for arg in (f"--{name}", input[name])
-    ]
 
 
 rule evaluate_optimal:

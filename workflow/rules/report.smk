@@ -39,7 +39,8 @@ rule neurons:
 
 rule compare:
     input:
-        f"{RESULTS}/tables/ablation.csv",
+        ablation=f"{RESULTS}/tables/ablation.csv",
+        sequences=f"{RESULTS}/tables/sequences.parquet",
     output:
         csv=report(
             f"{RESULTS}/tables/comparison.csv",
@@ -62,5 +63,6 @@ rule compare:
     params:
         confidence=0.95,
     shell:
-        "neuron-ablation compare {input} --csv {output.csv} --markdown {output.markdown}"
-        " --confidence {params.confidence} > {log} 2>&1"
+        "neuron-ablation compare {input.ablation:q} --sequences {input.sequences:q}"
+        " --csv {output.csv:q} --markdown {output.markdown:q}"
+        " --confidence {params.confidence:q} > {log:q} 2>&1"
