@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
     p.add_argument("--steps", type=int, default=40, help="Adam steps per fraction")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per training sequence")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (units of std)")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (units of std)")
     p.add_argument("--model-name", default="")
     p.add_argument("--out", required=True, help="Zarr store")
     p.set_defaults(func=_optimal)

@@ -60,7 +60,7 @@ class OptimalSettings:
     steps: int = 40
     batch_size: int = 8
     seq_len: int | None = None  # None: the statistics sequences' own length
-    lr: float = 0.05
+    lr: float = 0.1
     seed: int = 0  # the selection seed; also orders the batches and draws MLM corruption
 
     def __post_init__(self) -> None:
