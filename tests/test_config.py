@@ -3,7 +3,15 @@ import copy
 import pytest
 from conftest import run_snakemake, tiny_config
 
-from neuron_ablation.config import ConfigError, demo_mlm_split, input_count, validate_config
+from neuron_ablation.config import (
+    ConfigError,
+    demo_mlm_split,
+    input_count,
+    method_fractions,
+    optimal_settings,
+    sweep_items,
+    validate_config,
+)
 
 
 @pytest.fixture
@@ -36,6 +44,13 @@ BAD = [
     (
         lambda c: c["models"].update(tiny_neurons=c["models"]["tiny"]),
         r"models.tiny_neurons: .*collides with model 'tiny'",
+    ),
+    (lambda c: c.update(optimal={"fractions": [0.3]}), r"optimal.fractions: \[0.3\].*grid"),
+    (lambda c: c.update(optimal={"lr": 0}), r"optimal.lr"),
+    (lambda c: c.update(optimal={"step": 3}), r"optimal.*step.*allowed keys"),
+    (
+        lambda c: c.update(eval={"sweep": {"n_tokens": 32}, "focus": [0.7]}),
+        r"eval.focus: \[0.7\] are not in fractions",
     ),
 ]
 
@@ -88,3 +103,24 @@ def test_a_model_can_set_its_own_counts(good, tmp_path):
     dry = run_snakemake(tmp_path, config, "-n", "-p", "--cores", "1").stdout
     assert "--part eval --n 48 " in dry
     assert f"--part eval --n {config['eval']['n_tokens']} " in dry
+
+
+def test_optimal_fractions_and_per_model_settings(good):
+    config = copy.deepcopy(good)
+    config["optimal"] = {"fractions": [0.9], "steps": 7}
+    config["models"]["tiny"]["optimal"] = {"lr": 0.3}
+    validate_config(config)
+    assert method_fractions(config, "optimal") == [0.0, 0.9]  # 0 is the shared baseline
+    assert method_fractions(config, "mean") == config["fractions"]
+    settings = optimal_settings(config, "tiny")
+    assert settings == {"steps": 7, "batch_size": 8, "seq_len": 16, "lr": 0.3}
+
+
+def test_sweep_rows_per_model(good):
+    config = copy.deepcopy(good)
+    validate_config(config)
+    assert sweep_items(config, "tiny") is None  # no sweep: every fraction on all of eval
+    config["eval"]["sweep"] = {"n_tokens": 40}
+    assert sweep_items(config, "tiny") == 3  # ceil(40 / seq_len 16)
+    config["models"]["tiny"]["eval"] = {"sweep": {"n_tokens": 16}}
+    assert sweep_items(config, "tiny") == 1

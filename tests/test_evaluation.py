@@ -88,3 +88,25 @@ def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, mo
     full = evaluate(model, columns, "masked-lm", batch_size=2)
     assert fast["top1"] == full["top1"] and fast["n_tokens"] == full["n_tokens"]
     assert math.isclose(fast["loss"], full["loss"], rel_tol=1e-6)
+
+
+def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llama, tmp_path):
+    ids = np.random.default_rng(4).integers(4, 60, size=(6, 12))
+    tokens = tmp_path / "eval.arrow"
+    write_arrow(tokens, sequences_table(ids))
+    model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
+    selection = tmp_path / "seed0.zarr"
+    main(["select", *model, "--seed", "0", "--out", str(selection)])
+    outs = [tmp_path / "f03.json", tmp_path / "f05.json"]
+    main(["evaluate", *model, "--tokens", str(tokens), "--device", "cpu", "--method", "zero",
+          "--seed", "0", "--selection", str(selection), "--fraction", "0.3", "0.5",
+          "--sweep-items", "2", "--focus", "0.5", "--out", *map(str, outs)])  # fmt: skip
+    sweep, focus = (read_json(p) for p in outs)
+    assert (sweep["n_tokens"], len(sweep["seq_n"])) == (2 * 11, 2)
+    assert (focus["n_tokens"], len(focus["seq_n"])) == (6 * 11, 6)
+    # The sweep's sequences are the focus evaluation's first ones, scored the same way.
+    full = tmp_path / "full03.json"
+    main(["evaluate", *model, "--tokens", str(tokens), "--device", "cpu", "--method", "zero",
+          "--seed", "0", "--selection", str(selection), "--fraction", "0.3",
+          "--out", str(full)])  # fmt: skip
+    assert read_json(full)["seq_loss_sum"][:2] == sweep["seq_loss_sum"]

@@ -104,7 +104,8 @@ def check_config(config: dict[str, Any]) -> None:
     if len(set(labels)) != len(labels):
         problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
     problems += _check_subset("optimal.fractions", config["optimal"]["fractions"], labels)
-    problems += _check_subset("eval.focus", config["eval"]["focus"], labels)
+    if config["eval"].get("sweep") is not None:  # focus only matters with a sweep
+        problems += _check_subset("eval.focus", config["eval"]["focus"], labels)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
