@@ -107,15 +107,10 @@ def check_cluster_threads():
     ]
     if missing:
         raise WorkflowError(
-            f"threads of rule {', '.join(missing)}: a local run gives it every core, but this"
+            f"threads of {', '.join(missing)}: a local run gives it every core, but this"
             " cluster run has no core count. Run with --workflow-profile profiles/slurm (it"
             " sets them) or pass --set-threads " + " ".join(f"{r}=N" for r in missing)
         )
-
-
-# onstart: after the job graph is built, when the executor is known, before any job is submitted.
-onstart:
-    check_cluster_threads()
 
 
 def runtime_args(model):
