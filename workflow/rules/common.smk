@@ -18,6 +18,7 @@ from neuron_ablation.config import (
     optimal_settings,
     sweep_items,
 )
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema=str(SCHEMA_PATH))
@@ -81,6 +82,38 @@ def model_inputs(wildcards):
 
 def model_resource(name):
     return lambda wildcards: MODELS[wildcards.model].get("resources", {}).get(name, 0)
+
+
+# Rules whose threads are machine_threads: they use every core of a local run.
+MACHINE_RULES = ("statistics", "train_vit", "train_mlm")
+
+
+def machine_threads(wildcards):
+    """Threads of the rules that use a whole machine: every core of a local run (`--cores`).
+
+    A callable, so it is read per job: `threads: workflow.cores` is evaluated when the rule is
+    defined and stops every cluster run (no core count) even where --set-threads overrides it.
+    """
+    return workflow.cores
+
+
+def check_cluster_threads():
+    """A cluster run has no core count, and a job's CPUs must be known before sbatch (and be the
+    same inside the job): the rules that use every local core need --set-threads there.
+    """
+    settings = workflow.resource_settings
+    if workflow.local_exec or settings.cores is not None:
+        return
+    to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    missing = [
+        r for r in MACHINE_RULES if r in to_run and r not in settings.overwrite_threads
+    ]
+    if missing:
+        raise WorkflowError(
+            f"threads of {', '.join(missing)}: a local run gives it every core, but this"
+            " cluster run has no core count. Run with --workflow-profile profiles/slurm (it"
+            " sets them) or pass --set-threads " + " ".join(f"{r}=N" for r in missing)
+        )
 
 
 def runtime_args(model):

@@ -13,7 +13,7 @@ rule statistics:
         f"{BENCH}/statistics/{{model}}.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: machine_threads
     resources:
         gpu=model_resource("gpu"),
         mem_mb=model_resource("mem_mb"),
