@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from neuron_ablation.io import atomic_output
+
 EVAL_PATH = re.compile(
     r"(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
 )
@@ -130,20 +132,23 @@ def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(title="method")
     fig.suptitle(f"{model}: random ablation of attention neurons (mean ± std over seeds)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 
 def write_tables(eval_files: Iterable[str | Path], tables_dir: Path) -> None:
-    """Write ablation.csv, table2.csv and table2.md."""
+    """Write ablation.csv, table2.csv and table2.md (each atomically: an interrupted write leaves
+    no partial table)."""
     results = read_results(eval_files)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    results.write_csv(tables_dir / "ablation.csv")
     table = table2(summarise(results))
-    table.write_csv(tables_dir / "table2.csv")
     models = results["model"].unique(maintain_order=True).to_list()
-    (tables_dir / "table2.md").write_text(table2_markdown(table, models))
+    with atomic_output(tables_dir / "ablation.csv") as tmp:
+        results.write_csv(tmp)
+    with atomic_output(tables_dir / "table2.csv") as tmp:
+        table.write_csv(tmp)
+    with atomic_output(tables_dir / "table2.md") as tmp:
+        tmp.write_text(table2_markdown(table, models))
 
 
 def write_figure(eval_files: Iterable[str | Path], out: Path) -> None:

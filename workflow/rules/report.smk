@@ -33,8 +33,8 @@ rule neurons:
         top=20,
         panels=3,
     shell:
-        "neuron-ablation neurons {input} --figure {output.figure} --csv {output.csv}"
-        " --top {params.top} --panels {params.panels} > {log} 2>&1"
+        "neuron-ablation neurons {input:q} --figure {output.figure:q} --csv {output.csv:q}"
+        " --top {params.top:q} --panels {params.panels:q} > {log:q} 2>&1"
 
 
 rule compare:
@@ -62,5 +62,5 @@ rule compare:
     params:
         confidence=0.95,
     shell:
-        "neuron-ablation compare {input} --csv {output.csv} --markdown {output.markdown}"
-        " --confidence {params.confidence} > {log} 2>&1"
+        "neuron-ablation compare {input:q} --csv {output.csv:q} --markdown {output.markdown:q}"
+        " --confidence {params.confidence:q} > {log:q} 2>&1"
