@@ -14,12 +14,13 @@ What is read, and what is not:
   copy written to Zarr), against the memory available here (or ``resources.mem_mb`` when jobs
   run elsewhere).
 - **Local datasets** (and embedded text once built): a supported format, readable, with the
-  text field, and enough text for the requested tokens of both parts. Documents are read in file
-  order and assigned to parts exactly as the tokenize job does, until both parts have at least
-  ``2 x needed x 4`` characters (4 characters per token is typical of English; reading stops
-  there, so a large file is not read whole). A part is rejected outright when even
-  ``2 x UTF-8 bytes + 4 x documents`` tokens could not fill it (no tokenizer makes more tokens
-  than that). When a part has less than ``1.5 x needed x 4`` characters, the model's own
+  text field, and enough text for the requested tokens of both parts. Documents are read in
+  file order and assigned to parts exactly as the tokenize job does: all of a file up to
+  64 MiB (a broken line anywhere is found), of a larger one until both parts have at least
+  ``2 x needed x 4`` characters (4 characters per token is typical of English). A part is
+  rejected outright when even ``2 x UTF-8 bytes + 4 x documents`` tokens could not fill it (a
+  generous bound: byte-level tokenizers make at most one token per byte, plus special
+  tokens). When a part has less than ``1.5 x needed x 4`` characters, the model's own
   tokenizer counts its tokens exactly (the tokenize job's stream), stopping at what is needed.
   Image folders: class sub-folders, images per part against ``n_images``, the first image opens.
 - **Hub ids**: one probe of the hub endpoint (5 s timeout). Reachable: the model's
@@ -71,6 +72,8 @@ ENOUGH_FACTOR = 2.0
 """Reading stops once every part has this many times the characters it needs."""
 BORDERLINE_FACTOR = 1.5
 """Below this many times the characters needed, the model's tokenizer counts exactly."""
+FULL_SCAN_BYTES = 64 * 2**20
+"""Files up to this size are read whole, so a broken line anywhere stops the run here."""
 HISTOGRAM_COPIES = 2
 """The statistics job holds the counts and, while writing, one stacked copy of them."""
 HUB_TIMEOUT_S = 5.0
@@ -325,9 +328,13 @@ def _hub_id_problem(field_name: str, source: str, kind: str) -> str | None:
 
 def _unreachable_problem(field_name: str, source: str, reason: str, kind: str) -> str:
     repo_type = " --repo-type dataset" if kind == "dataset" else ""
+    # Models are loaded from the local cache when the hub is down; datasets are streamed.
+    unavailable = (
+        "it is not in the local cache" if kind == "model" else "the tokenize job streams datasets"
+    )
     return (
         f"{field_name}: {source!r} is a hub id, but the Hugging Face hub ({hub_endpoint()}) cannot "
-        f"be reached from this machine ({reason}) and it is not in the local cache. Check the "
+        f"be reached from this machine ({reason}), and {unavailable}. Check the "
         f"network or proxy (HTTPS_PROXY), or download the {kind} where there is a network "
         f"(huggingface-cli download {source} --local-dir DIR{repo_type}) and set the source to DIR"
     )
@@ -582,6 +589,7 @@ def scan_text(path: Path, dataset: dict[str, Any], needed: dict[str, int]) -> Te
 
     parts = {part: PartTally() for part in ("stats", "eval")}
     plenty = {part: ENOUGH_FACTOR * CHARS_PER_TOKEN * n for part, n in needed.items()}
+    may_stop = path.stat().st_size > FULL_SCAN_BYTES
     assign = _part_of_each_document(dataset["eval_share"], dataset["split_seed"])
     for document, part in zip(
         iter_local_documents(path, dataset["text_field"]), assign, strict=False
@@ -590,7 +598,7 @@ def scan_text(path: Path, dataset: dict[str, Any], needed: dict[str, int]) -> Te
         tally.documents += 1
         tally.chars += len(document)
         tally.utf8_bytes += len(document.encode("utf-8"))
-        if all(parts[p].chars >= plenty[p] for p in plenty):
+        if may_stop and all(parts[p].chars >= plenty[p] for p in plenty):
             return TextScan(parts, complete=False)
     return TextScan(parts, complete=True)
 

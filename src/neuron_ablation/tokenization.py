@@ -89,8 +89,8 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DatasetFormatError(
-                    f"{path} line {number}: not valid JSON ({error.msg}); each line must be one "
-                    f"JSON object with a {text_field!r} field"
+                    f"{path} line {number}, column {error.colno}: not valid JSON ({error.msg}); "
+                    f"each line must be one JSON object with a {text_field!r} field"
                 ) from None
             if not isinstance(row, dict):
                 raise DatasetFormatError(

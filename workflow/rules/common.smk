@@ -11,7 +11,12 @@ from neuron_ablation.config import (
     input_count,
     model_methods,
 )
-from neuron_ablation.preflight import dataset_path, embedded_asset, model_path, preflight
+from neuron_ablation.preflight import (
+    dataset_path,
+    embedded_asset,
+    model_path,
+    preflight,
+)
 from snakemake.utils import validate
 
 validate(config, schema=str(SCHEMA_PATH))
@@ -23,6 +28,7 @@ check_config(config)
 onstart:
     for note in preflight(config, jobs_run_here=workflow.local_exec):
         print(f"note: {note}", file=sys.stderr)
+
 
 MODELS = config["models"]
 RESULTS = "results"
@@ -78,7 +84,14 @@ def model_resource(name):
 
 def runtime_args(model):
     m = MODELS[model]
-    return ["--batch-size", str(m["batch_size"]), "--device", m["device"], "--dtype", m["dtype"]]
+    return [
+        "--batch-size",
+        str(m["batch_size"]),
+        "--device",
+        m["device"],
+        "--dtype",
+        m["dtype"],
+    ]
 
 
 def eval_result(model, method, seed, fraction):
