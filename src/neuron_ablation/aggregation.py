@@ -185,8 +185,8 @@ def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(title="method")
     fig.suptitle(f"{model}: random ablation of attention neurons (mean ± std over seeds)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 

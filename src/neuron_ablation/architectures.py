@@ -12,12 +12,14 @@ GPT-2 style ``Conv1D`` (weight [in, out]).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the table is read by the pre-flight check, which must not import torch
+    import torch
+    from torch import nn
 
 WeightLayout = Literal["linear", "conv1d"]
+Task = Literal["causal-lm", "masked-lm", "image-classification"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Architecture:
     """Masked LMs: dotted path from the ``*ForMaskedLM`` model to its position-wise vocabulary
     head (called with the hidden states as first argument), so evaluation can run it on the
     scored positions only. None: the full logits are computed."""
+    task: Task = "causal-lm"
+    """The pipeline task this family is loaded for (checked before any job runs)."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -49,12 +53,18 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture("h", "attn.c_proj", layout="conv1d"),
     "gpt_neox": Architecture("layers", "attention.dense"),
     # masked language models
-    "roberta": Architecture("encoder.layer", "attention.output.dense", masked_lm_head="lm_head"),
-    "bert": Architecture("encoder.layer", "attention.output.dense", masked_lm_head="cls"),
+    "roberta": Architecture(
+        "encoder.layer", "attention.output.dense", masked_lm_head="lm_head", task="masked-lm"
+    ),
+    "bert": Architecture(
+        "encoder.layer", "attention.output.dense", masked_lm_head="cls", task="masked-lm"
+    ),
     # vision
     # transformers >= 5.20 renamed ViT's modules; the first path that exists is used.
     "vit": Architecture(
-        ("layers", "encoder.layer"), ("attention.o_proj", "attention.output.dense")
+        ("layers", "encoder.layer"),
+        ("attention.o_proj", "attention.output.dense"),
+        task="image-classification",
     ),
 }
 

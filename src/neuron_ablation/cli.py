@@ -92,30 +92,56 @@ def _tokenize(args: argparse.Namespace) -> None:
     }
     if args.task == "image-classification":
         from neuron_ablation.images import write_image_inputs
+        from neuron_ablation.tokenization import NotEnoughDataError
 
-        table = write_image_inputs(
-            args.model_source, args.dataset_source, args.part, args.out, args.n, **split_options
-        )
+        try:
+            table = write_image_inputs(
+                args.model_source, args.dataset_source, args.part, args.out, args.n, **split_options
+            )
+        except NotEnoughDataError as error:
+            raise NotEnoughDataError(
+                f"the {args.part} part of {args.dataset_source}: {error}. In the config: lower "
+                f"{args.part}.n_images (or the model's own {args.part}.n_images)"
+            ) from None
         log.info("wrote %d images to %s", table.num_rows, args.out)
         return
 
     from neuron_ablation.models import load_tokenizer
-    from neuron_ablation.tokenization import iter_documents, tokenize_text
+    from neuron_ablation.tokenization import NotEnoughDataError, iter_documents, tokenize_text
 
+    _check_seq_len(args.model_source, args.seq_len, "the model's seq_len")
     documents = iter_documents(
         args.dataset_source, args.part, text_field=args.text_field, **split_options
     )
     masked_eval = args.task == "masked-lm" and args.part == "eval"
-    table = tokenize_text(
-        load_tokenizer(args.model_source),
-        documents,
-        args.out,
-        n_tokens=args.n,
-        seq_len=args.seq_len,
-        mask_seed=args.mask_seed if masked_eval else None,
-        metadata={"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len},
-    )
+    try:
+        table = tokenize_text(
+            load_tokenizer(args.model_source),
+            documents,
+            args.out,
+            n_tokens=args.n,
+            seq_len=args.seq_len,
+            mask_seed=args.mask_seed if masked_eval else None,
+            metadata={"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len},
+        )
+    except NotEnoughDataError as error:
+        raise NotEnoughDataError(
+            f"the {args.part} part of {args.dataset_source}: {error}. In the config: lower "
+            f"{args.part}.n_tokens (or the model's own {args.part}.n_tokens) or seq_len, or use "
+            "a larger dataset"
+        ) from None
     log.info("wrote %d sequences of %d tokens to %s", table.num_rows, args.seq_len, args.out)
+
+
+def _check_seq_len(model_source: str, seq_len: int, field: str) -> None:
+    """Positions are known once the model's config is read: stop before any compute."""
+    from transformers import AutoConfig
+
+    from neuron_ablation.preflight import seq_len_problem
+
+    problem = seq_len_problem(AutoConfig.from_pretrained(model_source).to_dict(), seq_len)
+    if problem:
+        raise ValueError(f"--seq-len ({field} in the config): {problem}")
 
 
 def _statistics(args: argparse.Namespace) -> None:
@@ -132,10 +158,12 @@ def _statistics(args: argparse.Namespace) -> None:
         "dataset": args.dataset_name,
         "n_tokens": histograms[0].count,
         "dtype": args.dtype,
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    seconds = time.perf_counter() - started  # logged, not stored: equal runs give equal stores
     write_statistics(args.out, histograms, attrs)
-    log.info("wrote %s (%d tokens, %d bins)", args.out, histograms[0].count, grid.n_bins)
+    log.info(
+        "wrote %s (%d tokens, %d bins, %.1f s)", args.out, histograms[0].count, grid.n_bins, seconds
+    )
 
 
 def _select(args: argparse.Namespace) -> None:
@@ -321,6 +349,8 @@ def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
 def _resample_inputs(args: argparse.Namespace) -> None:
     from neuron_ablation.resampling import ResampleSettings, generate_inputs, write_inputs
 
+    if args.source != "pixels":
+        _check_seq_len(args.model_source, args.seq_len, "resample.seq_len, else the model's")
     settings = ResampleSettings(
         source=args.source,
         n_sequences=args.n_sequences,
@@ -424,8 +454,15 @@ def _compare(args: argparse.Namespace) -> None:
 def _check_config(args: argparse.Namespace) -> None:
     from neuron_ablation.config import load_config
 
-    load_config(args.configfile)
-    print(f"{args.configfile}: valid")
+    config = load_config(args.configfile)
+    if args.no_preflight:
+        print(f"{args.configfile}: valid (models and datasets not checked: --no-preflight)")
+        return
+    from neuron_ablation.preflight import preflight
+
+    for note in preflight(config, jobs_run_here=not args.jobs_elsewhere):
+        print(f"note: {note}")
+    print(f"{args.configfile}: valid; models, datasets and this machine pass the pre-flight check")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -642,8 +679,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("check-config", help="validate a config file")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file and pre-flight its models, datasets and this machine",
+    )
     p.add_argument("configfile")
+    p.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="only the schema and cross-reference checks (no file or network access)",
+    )
+    p.add_argument(
+        "--jobs-elsewhere",
+        action="store_true",
+        help="jobs run on a cluster: skip this machine's device check, compare memory with "
+        "resources.mem_mb",
+    )
     p.set_defaults(func=_check_config)
     return parser
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from neuron_ablation.io import write_arrow
-from neuron_ablation.tokenization import collection_split
+from neuron_ablation.tokenization import NotEnoughDataError, collection_split
 
 EMBEDDED_IMAGE_SETS = ("fashion-mnist", "digits")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -103,7 +103,9 @@ def preprocess_images(
             labels += [label for _, label in chunk]
             bar.update(len(chunk))
     if len(labels) < n_images:
-        raise ValueError(f"only {len(labels)} images available for this split, {n_images} needed")
+        raise NotEnoughDataError(
+            f"only {len(labels)} images available for this split, {n_images} needed"
+        )
     return np.concatenate(pixels).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -14,17 +15,39 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+TMP_ID_LENGTH = 8
+
+
+def temporaries_of(path: str | os.PathLike) -> list[Path]:
+    """Temporary siblings :func:`atomic_output` creates for ``path`` (``.{name}.{id}.tmp``)."""
+    final = Path(path)
+    pattern = f".{glob.escape(final.name)}.{'?' * TMP_ID_LENGTH}.tmp"
+    return sorted(final.parent.glob(pattern))
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove what a killed writer of ``path`` left behind. Safe because Snakemake never runs two
+    jobs that write the same output at once; the temporaries are never read."""
+    for stale in temporaries_of(path):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
 
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
 
     Works for files and directories (Zarr stores), so a failed or interrupted stage never leaves
-    a half-written artifact under the final name.
+    a half-written artifact under the final name. A failure (a full disk included) removes the
+    temporary; one left by a killed writer (kill -9, power loss) is removed by the next write of
+    the same artifact.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    remove_stale_temporaries(final)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:TMP_ID_LENGTH]}.tmp")
     try:
         yield tmp
         if final.is_dir():

@@ -20,38 +20,100 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm import tqdm
 
 from neuron_ablation.io import sequences_table, write_arrow
 
 PARTS = ("stats", "eval")
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
+ROWS_BEFORE_MISSING_FIELD = 1000
 
 
 class NotEnoughDataError(ValueError):
-    pass
+    """A split has fewer tokens (images) than the config asks for."""
 
 
 def is_local_collection(source: str) -> bool:
     return Path(source).suffix in LOCAL_SUFFIXES and Path(source).is_file()
 
 
+class DatasetFormatError(ValueError):
+    """A local dataset file cannot be read as documents; the message names the file and line."""
+
+
 def read_local_documents(path: str | Path, text_field: str = "text") -> list[str]:
     """Documents of a local file: .txt (separated by blank lines), .jsonl or .parquet."""
+    return list(iter_local_documents(path, text_field))
+
+
+def iter_local_documents(path: str | Path, text_field: str = "text") -> Iterator[str]:
+    """The documents of a local file in file order, read lazily (the pre-flight check reads only
+    as much as it needs). Rows without a non-empty ``text_field`` are skipped."""
     path = Path(path)
     if path.suffix == ".txt":
-        blocks = path.read_text(encoding="utf-8").split("\n\n")
-        return [block.strip() for block in blocks if block.strip()]
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        return [str(row[text_field]) for row in rows if row.get(text_field)]
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        yield from _txt_documents(path)
+    elif path.suffix == ".jsonl":
+        yield from _jsonl_documents(path, text_field)
+    elif path.suffix == ".parquet":
+        yield from _parquet_documents(path, text_field)
+    else:
+        raise DatasetFormatError(
+            f"{path}: a local text dataset must end in {', '.join(LOCAL_SUFFIXES)}"
+        )
 
-        return [t for t in pq.read_table(path, columns=[text_field]).column(0).to_pylist() if t]
-    raise ValueError(f"local dataset must end in {', '.join(LOCAL_SUFFIXES)}: {path}")
+
+def _txt_documents(path: Path) -> Iterator[str]:
+    """Blocks separated by blank lines (what ``text.split("\\n\\n")`` gives), stripped."""
+    block: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line == "\n":
+                yield from _nonblank("".join(block))
+                block = []
+            else:
+                block.append(line)
+    yield from _nonblank("".join(block))
+
+
+def _nonblank(text: str) -> Iterator[str]:
+    if text.strip():
+        yield text.strip()
+
+
+def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetFormatError(
+                    f"{path} line {number}, column {error.colno}: not valid JSON ({error.msg}); "
+                    f"each line must be one JSON object with a {text_field!r} field"
+                ) from None
+            if not isinstance(row, dict):
+                raise DatasetFormatError(
+                    f"{path} line {number}: a JSON {type(row).__name__}, not an object with a "
+                    f"{text_field!r} field"
+                )
+            if row.get(text_field):
+                yield str(row[text_field])
+
+
+def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        raise DatasetFormatError(f"{path}: not a readable parquet file ({error})") from None
+    if text_field not in parquet.schema_arrow.names:
+        raise DatasetFormatError(
+            f"{path}: no column {text_field!r} (text_field); columns: {parquet.schema_arrow.names}"
+        )
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
+        yield from (text for text in batch.column(0).to_pylist() if text)
 
 
 def collection_split(n_documents: int, part: str, eval_share: float, split_seed: int) -> np.ndarray:
@@ -81,9 +143,17 @@ def iter_documents(
     from datasets import load_dataset
 
     split = stats_split if part == "stats" else eval_split
-    for row in load_dataset(source, split=split, streaming=True):
+    found = False
+    for number, row in enumerate(load_dataset(source, split=split, streaming=True), start=1):
         if row.get(text_field):
+            found = True
             yield row[text_field]
+        elif not found and number == ROWS_BEFORE_MISSING_FIELD:
+            # Only known once the stream is open: say so instead of reading the whole split.
+            raise DatasetFormatError(
+                f"{source} ({split} split): none of the first {number} rows has a non-empty "
+                f"{text_field!r} field; set the dataset's text_field to one of {sorted(row)}"
+            )
 
 
 def token_stream(tokenizer, documents: Iterable[str], batch: int = 64) -> Iterator[list[int]]:
@@ -119,7 +189,7 @@ def pack_sequences(streams: Iterable[list[int]], seq_len: int, n_sequences: int)
                 return buffer.reshape(n_sequences, seq_len)
     raise NotEnoughDataError(
         f"dataset has only {filled} tokens for this split, {needed} needed "
-        f"({n_sequences} sequences of {seq_len}); lower n_tokens or use more data"
+        f"({n_sequences} sequences of {seq_len})"
     )
 
 
@@ -157,6 +227,8 @@ def tokenize_text(
 
 def masked_sequences_table(tokenizer, ids: np.ndarray, mask_seed: int) -> pa.Table:
     """Corrupt int [sequence, position] ids for masked-LM scoring (see :func:`tokenize_text`)."""
+    import torch
+
     from neuron_ablation.masking import mask_tokens
 
     generator = torch.Generator().manual_seed(mask_seed)

@@ -36,7 +36,7 @@ rule tables:
     params:
         tables=lambda wildcards, output: Path(output.ablation).parent,
     shell:
-        "neuron-ablation aggregate --tables {params.tables} {input} > {log} 2>&1"
+        "neuron-ablation aggregate --tables {params.tables:q} {input:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -57,7 +57,7 @@ rule figure:
     conda:
         ENV
     shell:
-        "neuron-ablation plot --out {output} {input} > {log} 2>&1"
+        "neuron-ablation plot --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 for _model in MODELS:

