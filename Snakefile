@@ -29,8 +29,10 @@ include: "workflow/rules/report.smk"
 
 
 # After the job graph is built, when the executor is known, before any job is submitted.
+# One onstart handler (Snakemake keeps only the last one defined).
 onstart:
     check_cluster_threads()
+    run_preflight()
 
 
 rule all:

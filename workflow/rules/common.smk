@@ -27,9 +27,10 @@ validate(config, schema=str(SCHEMA_PATH))
 check_config(config)
 
 
-# Models, datasets and this machine are checked once jobs are about to run (not on a dry run,
-# --lint, --unlock or --report, nor inside cluster jobs): every problem before any compute.
-onstart:
+def run_preflight():
+    """Models, datasets and this machine, checked once jobs are about to run (the Snakefile's
+    onstart: not on a dry run, --lint, --unlock or --report, nor inside cluster jobs): every
+    problem before any compute."""
     for note in preflight(config, jobs_run_here=workflow.local_exec):
         print(f"note: {note}", file=sys.stderr)
 
