@@ -897,11 +897,3 @@ def _text_demand(
     }
     tokenizer_ready = model_config is not None and Path(source).expanduser().is_dir()
     return TextDemand(name, source, tokenizer_ready, seq_len, needed)
-
-
-def describe(config: dict[str, Any]) -> str:
-    """One line on what was checked, for the log."""
-    return (
-        f"pre-flight: {len(config['models'])} model(s) and {len(config['datasets'])} dataset(s) "
-        "checked"
-    )
