@@ -120,6 +120,12 @@ def test_truncated_safetensors(good, model_dir):
     assert f"{len(data) - 100:,} of {len(data):,} bytes" in message
 
 
+def test_sharded_model_with_a_missing_shard(good, model_dir):
+    index = {"weight_map": {"a": "model.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (model_dir / "model.safetensors.index.json").write_text(json.dumps(index))
+    fails(with_model(good, model_dir), r"lists shards that are missing: \['model-00002-of")
+
+
 def test_model_directory_without_config_json(good, model_dir):
     (model_dir / "config.json").unlink()
     fails(with_model(good, model_dir), r"models.tiny.source: .*has no config.json")

@@ -195,21 +195,27 @@ def architecture_problem(config: dict[str, Any], task: str) -> str | None:
 # ----------------------------------------------------------------------------- weights
 
 
+REFETCH = "download or copy the model again"
+
+
 def safetensors_problem(path: Path) -> str | None:
     """Why a safetensors file is incomplete or corrupt, or None. Reads only its header."""
     size = path.stat().st_size
     if size < 8:
-        return f"{path} is truncated ({size} bytes, not even a header length)"
+        return f"{path} is truncated ({size} bytes, not even a header length); {REFETCH}"
     with open(path, "rb") as f:
         (header_length,) = struct.unpack("<Q", f.read(8))
         if 8 + header_length > size:
             return (
-                f"{path} is truncated or corrupt: its header alone would be {header_length:,} bytes"
+                f"{path} is truncated or corrupt: its header alone would be "
+                f"{header_length:,} bytes; {REFETCH}"
             )
         try:
             header = json.loads(f.read(header_length))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return f"{path} is corrupt: its header is not JSON"
+            header = None
+    if not isinstance(header, dict):
+        return f"{path} is corrupt: its header is not a JSON object; {REFETCH}"
     ends = [
         entry["data_offsets"][1]
         for name, entry in header.items()
@@ -217,7 +223,10 @@ def safetensors_problem(path: Path) -> str | None:
     ]
     expected = 8 + header_length + max(ends, default=0)
     if size < expected:
-        return f"{path} is truncated: {size:,} of {expected:,} bytes (its header lists the tensors)"
+        return (
+            f"{path} is truncated: {size:,} of {expected:,} bytes (its header lists the tensors); "
+            f"{REFETCH}"
+        )
     return None
 
 
@@ -225,10 +234,13 @@ def weight_files_problems(directory: Path) -> list[str]:
     """Missing or truncated weight files of a local model directory."""
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError, TypeError):
+            return [f"{index} is not a valid shard index (no weight_map); {REFETCH}"]
         missing = [s for s in shards if not (directory / s).is_file()]
         if missing:
-            return [f"{index} lists shards that are missing: {missing}"]
+            return [f"{index} lists shards that are missing: {missing}; {REFETCH}"]
         files = [directory / s for s in shards]
     else:
         files = sorted(directory.glob("*.safetensors"))
@@ -885,11 +897,3 @@ def _text_demand(
     }
     tokenizer_ready = model_config is not None and Path(source).expanduser().is_dir()
     return TextDemand(name, source, tokenizer_ready, seq_len, needed)
-
-
-def describe(config: dict[str, Any]) -> str:
-    """One line on what was checked, for the log."""
-    return (
-        f"pre-flight: {len(config['models'])} model(s) and {len(config['datasets'])} dataset(s) "
-        "checked"
-    )
