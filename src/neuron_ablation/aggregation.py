@@ -1,16 +1,19 @@
 """Stage 5: evaluation JSONs -> long CSV, the paper's Table 2, and one figure per model.
 
-Spread over seeds is the sample standard deviation (ddof=1); with one seed it is 0.
+Spread over seeds is the sample standard deviation (ddof=1). With one seed it is undefined, and so
+is the spread of the baseline (one clean evaluation): null (an empty cell) in the CSVs, "–" in
+markdown, no band in the figures; never 0.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+
+from neuron_ablation.integrity import read_result
 
 EVAL_PATH = re.compile(
     r"(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
@@ -26,7 +29,7 @@ def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
         match = EVAL_PATH.search(Path(path).as_posix())
         if match is None:
             raise ValueError(f"not an evaluation result path: {path}")
-        result = json.loads(Path(path).read_text())
+        result = read_result(path)
         rows.append(
             {
                 "model": match["model"],
@@ -45,9 +48,9 @@ def summarise(results: pl.DataFrame) -> pl.DataFrame:
         results.group_by(["model", "method", "fraction"])
         .agg(
             (pl.col("top1").mean() * 100).alias("top1_mean"),
-            (pl.col("top1").std(ddof=1).fill_null(0.0) * 100).alias("top1_std"),
+            (pl.col("top1").std(ddof=1) * 100).alias("top1_std"),
             pl.col("loss").mean().alias("loss_mean"),
-            pl.col("loss").std(ddof=1).fill_null(0.0).alias("loss_std"),
+            pl.col("loss").std(ddof=1).alias("loss_std"),
             pl.len().alias("n_seeds"),
         )
         .sort(["model", "method", "fraction"])
@@ -60,7 +63,12 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
         summary.filter(pl.col("fraction") == 0.0)
         .group_by("model")
         .agg(pl.col("^(top1|loss)_mean$").first())
-        .with_columns(setting=pl.lit("baseline"), method=pl.lit(""), top1_std=0.0, loss_std=0.0)
+        .with_columns(
+            setting=pl.lit("baseline"),
+            method=pl.lit(""),
+            top1_std=pl.lit(None, pl.Float64),
+            loss_std=pl.lit(None, pl.Float64),
+        )
     )
     pruned = summary.filter(pl.col("fraction").is_in(TABLE2_FRACTIONS)).with_columns(
         setting=(pl.col("fraction") * 100).round(0).cast(pl.Int64).cast(pl.Utf8) + " %"
@@ -97,14 +105,23 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
         lines += [f"### {title}", "", "| | | " + " | ".join(models) + " |"]
         lines.append("|---|---|" + "---|" * len(models))
         for row in table.filter(pl.col("metric") == metric).iter_rows(named=True):
-            cells = [_cell(row.get(f"mean_{m}"), row.get(f"std_{m}")) for m in models]
+            spread = row["setting"] != "baseline"  # one clean evaluation: no spread to show
+            cells = [_cell(row.get(f"mean_{m}"), row.get(f"std_{m}"), spread) for m in models]
             lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _cell(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.2f} ± {std:.2f}"
+UNDEFINED = "–"
+
+
+def _cell(mean: float | None, std: float | None, spread: bool = True) -> str:
+    """``mean ± std``; "–" for what is undefined (no result, or one seed's spread)."""
+    if mean is None:
+        return UNDEFINED
+    if not spread:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {UNDEFINED if std is None else f'{std:.2f}'}"
 
 
 def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
+from neuron_ablation.integrity import TABLE_COLUMNS, read_csv_table
 from neuron_ablation.io import atomic_output
 
 CLAIM_ORDER = ("peak", "mean", "zero")
@@ -349,12 +350,13 @@ def claim_verdict(comparison: pl.DataFrame, model: str) -> str:
 
 
 def _cell(row: dict | None) -> str:
-    """``mean [low, high]`` with three significant digits (CE differences can be tiny)."""
+    """``mean [low, high]`` with three significant digits (CE differences can be tiny); "–" for
+    what is undefined (no pair, or the interval of one seed)."""
     if row is None:
-        return "-"
+        return "–"
     mean = f"{row['mean_diff']:+.3g}"
     if row["ci_low"] is None:
-        return mean
+        return f"{mean} [–]"
     return f"{mean} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
 
 
@@ -375,8 +377,8 @@ def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> l
     lines = [f"## {model}", "", claim_verdict(comparison, model), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fraction in sorted(rows["fraction"].unique().to_list()):
-        cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "-")]
-        cells.append(best.get(("loss", fraction), "-"))
+        cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "–")]
+        cells.append(best.get(("loss", fraction), "–"))
         for metric in METRICS:
             cells += [_cell(lookup.get((metric, fraction, a, b))) for a, b in adjacent]
         lines.append("| " + " | ".join(cells) + " |")
@@ -404,7 +406,7 @@ def write_comparison(
     ablation_csv: str | Path, csv: str | Path, markdown: str | Path, confidence: float = 0.95
 ) -> pl.DataFrame:
     """ablation.csv -> comparison.csv and comparison.md (atomically); returns the table."""
-    results = pl.read_csv(ablation_csv)
+    results = read_csv_table(ablation_csv, TABLE_COLUMNS["ablation.csv"])
     table = compare_methods(results, confidence)
     with atomic_output(csv) as tmp:
         table.write_csv(tmp, float_precision=6)
