@@ -2,7 +2,7 @@
 
 snakemake --cores all                  # the whole study in config.yaml
 snakemake --cores all <model>          # one model's branch (tokens -> ... -> its figure)
-snakemake --cores all --configfile config/paper.yaml
+snakemake --cores all --configfile=config/paper.yaml
 """
 
 from snakemake.utils import min_version

@@ -170,8 +170,8 @@ def test_cli_inspect_summary_neuron_and_model_name(store, tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     assert main(["inspect", "synthetic"]) == 0
     assert "model synthetic" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="both --layer and --neuron"):
-        main(["inspect", "synthetic", "--layer", "1"])
+    assert main(["inspect", "synthetic", "--layer", "1"]) == 2
+    assert "inspect: error: give both --layer and --neuron" in capsys.readouterr().err
 
 
 def test_cli_neurons(store, tmp_path):

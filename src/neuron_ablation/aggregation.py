@@ -1,19 +1,20 @@
 """Stage 5: evaluation JSONs -> long CSV, per-sequence scores, the paper's Table 2, and one
 figure per model.
 
-Spread over seeds is the sample standard deviation (ddof=1); with one seed it is undefined
-(empty in the CSV, "–" in markdown).
+Spread over seeds is the sample standard deviation (ddof=1). With one seed it is undefined, and so
+is the spread of the baseline (one clean evaluation): null (an empty cell) in the CSVs, "–" in
+markdown, no band in the figures; never 0.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
+from neuron_ablation.integrity import read_result
 from neuron_ablation.io import atomic_output
 
 EVAL_PATH = re.compile(
@@ -37,7 +38,7 @@ def read_evaluations(paths: Iterable[str | Path]) -> tuple[pl.DataFrame, pl.Data
         match = EVAL_PATH.search(Path(path).as_posix())
         if match is None:
             raise ValueError(f"not an evaluation result path: {path}")
-        result = json.loads(Path(path).read_text())
+        result = read_result(path)
         keys = {
             "model": match["model"],
             "method": match["method"],
@@ -92,7 +93,12 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
         summary.filter(pl.col("fraction") == 0.0)
         .group_by("model")
         .agg(pl.col("^(top1|loss)_mean$").first())
-        .with_columns(setting=pl.lit("baseline"), method=pl.lit(""), top1_std=0.0, loss_std=0.0)
+        .with_columns(
+            setting=pl.lit("baseline"),
+            method=pl.lit(""),
+            top1_std=pl.lit(None, pl.Float64),
+            loss_std=pl.lit(None, pl.Float64),
+        )
     )
     pruned = summary.filter(pl.col("fraction").is_in(TABLE2_FRACTIONS)).with_columns(
         setting=(pl.col("fraction") * 100).round(0).cast(pl.Int64).cast(pl.Utf8) + " %"
@@ -140,8 +146,9 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
         lines += [f"### {title}", "", "| | | " + " | ".join(models) + " |"]
         lines.append("|---|---|" + "---|" * len(models))
         for row in table.filter(pl.col("metric") == metric).iter_rows(named=True):
+            spread = row["setting"] != "baseline"  # one clean evaluation: no spread to show
             cells = [
-                _cell(row.get(f"mean_{m}"), row.get(f"std_{m}"), row.get(f"gap_{m}"))
+                _cell(row.get(f"mean_{m}"), row.get(f"std_{m}"), row.get(f"gap_{m}"), spread)
                 for m in models
             ]
             lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
@@ -155,11 +162,20 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _cell(mean: float | None, std: float | None, gap: float | None = None) -> str:
+UNDEFINED = "–"
+NOT_RUN = "-"
+
+
+def _cell(
+    mean: float | None, std: float | None, gap: float | None = None, spread: bool = True
+) -> str:
+    """``mean ± std [gap]``: "–" for an undefined spread (one seed), "-" for a method not run."""
     if mean is None:
-        return "-"
-    spread = "–" if std is None else f"{std:.2f}"
-    return f"{mean:.2f} ± {spread}" + ("" if gap is None else f" [{gap:+.2f}]")
+        return NOT_RUN
+    cell = f"{mean:.2f}"
+    if spread:
+        cell += f" ± {UNDEFINED if std is None else f'{std:.2f}'}"
+    return cell + ("" if gap is None else f" [{gap:+.2f}]")
 
 
 def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:

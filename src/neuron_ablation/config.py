@@ -288,4 +288,22 @@ def fraction_label(fraction: float) -> str:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    return validate_config(yaml.safe_load(Path(path).read_text()) or {})
+    """Read, validate and cross-check a config file; every problem is a ConfigError naming the
+    file (a missing file is a FileNotFoundError)."""
+    path = Path(path)
+    try:
+        with open(path) as stream:  # a stream, so YAML errors name the file and line
+            raw = yaml.safe_load(stream)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a config is a mapping of sections (models, datasets, methods, ...), "
+            f"found a {type(raw).__name__}"
+        )
+    try:
+        return validate_config(raw)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

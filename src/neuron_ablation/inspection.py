@@ -37,6 +37,7 @@ import polars as pl
 import xarray as xr
 from tqdm import tqdm
 
+from neuron_ablation.integrity import open_statistics_store
 from neuron_ablation.io import atomic_output
 
 BIMODAL_THRESHOLD = 5 / 9
@@ -44,7 +45,10 @@ SCORE_DEFINITION = "max(|peak|, |mean|, |peak - mean|) / max(hist_std, bin_width
 
 
 def open_store(path: str | Path) -> xr.Dataset:
-    """The statistics store as a lazy xarray Dataset (dims layer, neuron, bin)."""
+    """The statistics store as a lazy xarray Dataset (dims layer, neuron, bin), after its full
+    integrity check (every chunk present, counts and peaks consistent): a store that lost a chunk
+    would otherwise read zeros."""
+    open_statistics_store(path, counts=True)
     with warnings.catch_warnings():
         # zarr warns that consolidated metadata is not yet part of the v3 spec; we wrote it.
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)

@@ -15,6 +15,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from neuron_ablation.integrity import (
+    DIGEST_KEY,
+    check_model_inputs_table,
+    read_arrow_table,
+    read_json_artifact,
+    table_digest,
+)
+
 TMP_ID_LENGTH = 8
 
 
@@ -61,7 +69,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_arrow(path: str | os.PathLike, table: pa.Table) -> None:
-    """Write an Arrow IPC file (readable by pyarrow.ipc.open_file and polars.read_ipc)."""
+    """Write an Arrow IPC file (readable by pyarrow.ipc.open_file and polars.read_ipc).
+
+    The schema metadata gets a digest of the content, which :func:`read_arrow` checks: Arrow IPC
+    itself has no checksums.
+    """
+    metadata = dict(table.schema.metadata or {})
+    metadata[DIGEST_KEY] = table_digest(table).encode()
+    table = table.replace_schema_metadata(metadata)
     with (
         atomic_output(path) as tmp,
         pa.OSFile(str(tmp), "wb") as sink,
@@ -71,8 +86,8 @@ def write_arrow(path: str | os.PathLike, table: pa.Table) -> None:
 
 
 def read_arrow(path: str | os.PathLike) -> pa.Table:
-    with pa.memory_map(str(path), "r") as source:
-        return pa.ipc.open_file(source).read_all()
+    """An Arrow IPC file, checked (:func:`neuron_ablation.integrity.read_arrow_table`)."""
+    return read_arrow_table(path)
 
 
 def sequences_table(input_ids: np.ndarray, **columns: np.ndarray) -> pa.Table:
@@ -105,8 +120,9 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON artifact; an empty or garbled file raises DamagedArtifact naming it."""
+    return read_json_artifact(path)
 
 
 def read_model_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -116,6 +132,7 @@ def read_model_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
     (comma-separated, without the row axis) reshapes a flattened column, e.g. pixel values.
     """
     table = read_arrow(path)
+    check_model_inputs_table(path, table)
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     columns = {}
     for name in table.column_names:

@@ -48,6 +48,13 @@ from torch import nn
 from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections
+from neuron_ablation.integrity import (
+    CHECKABLE_CHUNKS,
+    INTEGRITY_ATTR,
+    create_checkable_array,
+    open_optimal_store,
+    read_array,
+)
 from neuron_ablation.io import atomic_output
 
 PARAMETRISATION = "c = mean + std * u per ablated neuron, u = 0 (mean ablation) at the start"
@@ -267,23 +274,25 @@ def write_optimal(
         "loss": (np.stack(losses), ["fraction", "step"]),
     }
     with atomic_output(path) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", attributes=attrs)
+        group = zarr.open_group(
+            str(tmp), mode="w", attributes=attrs | {INTEGRITY_ATTR: CHECKABLE_CHUNKS}
+        )
         for name, (data, dims) in arrays.items():
-            group.create_array(name, data=data, dimension_names=dims)
+            create_checkable_array(group, name, data, data.shape, dims)
         zarr.consolidate_metadata(str(tmp))
 
 
 def read_constants(path: str | Path, fraction: float) -> list[torch.Tensor]:
     """Per layer float64 [neuron] constants learned at ``fraction`` (NaN where not ablated)."""
-    store = zarr.open_group(str(path), mode="r")
-    trained = np.asarray(store["fraction"][:])
+    store = open_optimal_store(path)
+    trained = read_array(path, store, "fraction")
     index = np.flatnonzero(np.isclose(trained, fraction, rtol=0, atol=1e-9))
     if len(index) == 0:
         raise ValueError(
             f"{path} has no constants for fraction {fraction:.2f}; trained fractions: "
             f"{[f'{f:.2f}' for f in trained]} (config optimal.fractions)"
         )
-    return [torch.from_numpy(row) for row in np.asarray(store["constant"][int(index[0])])]
+    return [torch.from_numpy(row) for row in read_array(path, store, "constant", int(index[0]))]
 
 
 def fold_values(constants: Sequence[torch.Tensor], ablate: Sequence[torch.Tensor]):

@@ -73,6 +73,7 @@ from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections
 from neuron_ablation.config import methods_for_task
+from neuron_ablation.integrity import bank_read, check_bank, check_resample_inputs_table
 from neuron_ablation.io import atomic_output, sequences_table, write_arrow
 from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
 
@@ -389,9 +390,9 @@ def write_inputs(path: str | Path, table: pa.Table) -> None:
     write_arrow(path, table)
 
 
-def inputs_settings(table: pa.Table) -> dict[str, Any]:
-    """The generation settings stored in an inputs file's schema metadata."""
-    return json.loads((table.schema.metadata or {})[b"resample"])
+def inputs_settings(table: pa.Table, path: str | Path = "<table>") -> dict[str, Any]:
+    """The generation settings stored in an inputs file's schema metadata (checked)."""
+    return check_resample_inputs_table(path, table)
 
 
 def check_source_applies(source: str, task: str, generator: str | None) -> None:
@@ -465,6 +466,7 @@ def write_bank(
                     dataset[start : start + len(z)] = z.float().cpu().numpy()
                 start += len(captured[0])
             bank.attrs["n_positions"] = datasets[0].shape[1]
+            bank.attrs["n_layers"] = len(datasets)  # checked on read: a lost layer is damage
     finally:
         for handle in handles:
             handle.remove()
@@ -477,6 +479,7 @@ def _create_layer(bank: h5py.File, layer: int, z: torch.Tensor, n_items: int) ->
         shape=(n_items, n_positions, width),
         dtype="float32",
         chunks=(1, n_positions, width),
+        fletcher32=True,  # a checksum per chunk: a damaged bank fails to read, see integrity.py
     )
     dataset.attrs["dims"] = ["sequence", "position", "neuron"]
     return dataset
@@ -527,10 +530,13 @@ class Bank:
 
 def read_bank(path: str | Path) -> Bank:
     """Load a whole bank into memory (its size on disk: layers x sequences x positions x width x 4
-    bytes)."""
+    bytes), after checking its layout; a chunk failing its checksum raises DamagedArtifact."""
+    check_bank(path, read_data=False)
     with h5py.File(path, "r") as f:
-        names = sorted(name for name in f if name.startswith("layer_"))
-        layers = [torch.from_numpy(f[name][()]) for name in names]
+        layers = []
+        for name in sorted(name for name in f if name.startswith("layer_")):
+            with bank_read(path, name):
+                layers.append(torch.from_numpy(f[name][()]))
         attrs = dict(f.attrs)
     return Bank(layers, attrs)
 

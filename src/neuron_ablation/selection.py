@@ -15,6 +15,12 @@ import numpy as np
 import torch
 import zarr
 
+from neuron_ablation.integrity import (
+    CHECKABLE_CHUNKS,
+    INTEGRITY_ATTR,
+    create_checkable_array,
+    read_selection_ranks,
+)
 from neuron_ablation.io import atomic_output
 
 
@@ -47,11 +53,13 @@ def write_selection(path: str | Path, ranks: np.ndarray, seed: int) -> None:
                 "seed": seed,
                 "rule": "ablated at fraction f iff rank < round(f * n_neurons_in_layer)",
                 "rng": "numpy.random.default_rng(seed).permutation(width), one per layer in order",
+                INTEGRITY_ATTR: CHECKABLE_CHUNKS,
             },
         )
-        group.create_array("rank", data=ranks, dimension_names=["layer", "neuron"])
+        create_checkable_array(group, "rank", ranks, ranks.shape, ["layer", "neuron"])
         zarr.consolidate_metadata(str(tmp))
 
 
 def read_ranks(path: str | Path) -> np.ndarray:
-    return np.asarray(zarr.open_group(str(path), mode="r")["rank"][:])
+    """int64 [layer, neuron], checked: every chunk present, a permutation in every layer."""
+    return read_selection_ranks(path)

@@ -34,6 +34,13 @@ from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
 from neuron_ablation.histogram import BinGrid, NeuronHistogram, layer_histograms, peak_values
+from neuron_ablation.integrity import (
+    CHECKABLE_CHUNKS,
+    INTEGRITY_ATTR,
+    create_checkable_array,
+    open_statistics_store,
+    read_array,
+)
 from neuron_ablation.io import atomic_output
 
 HOOK_POINT = "input of the attention output projection (TransformerLens hook_z, heads flattened)"
@@ -137,18 +144,21 @@ def write_statistics(
         "peak_definition": "(k_max + 0.5) * bin_width, k_max the fullest bin, ties to lowest k",
         "hook_point": HOOK_POINT,
         "neuron_index": "head * d_head + dim",
+        INTEGRITY_ATTR: CHECKABLE_CHUNKS,
         **attrs,
     }
     with atomic_output(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", attributes=store_attrs)
         for name, (data, dims) in arrays.items():
             chunks = (1, *data.shape[1:]) if name == "hist" else data.shape
-            group.create_array(name, data=data, chunks=chunks, dimension_names=dims)
+            create_checkable_array(group, name, data, chunks, dims)
         zarr.consolidate_metadata(str(tmp))
 
 
-def open_statistics(path: str | Path) -> zarr.Group:
-    return zarr.open_group(str(path), mode="r")
+def open_statistics(path: str | Path, counts: bool = False) -> zarr.Group:
+    """The store after its integrity check (:func:`neuron_ablation.integrity.open_statistics_store`:
+    every chunk present; with ``counts``, histogram counts and peaks consistent)."""
+    return open_statistics_store(path, counts)
 
 
 def ablation_constants(path: str | Path, method: str) -> list[torch.Tensor]:
@@ -156,5 +166,5 @@ def ablation_constants(path: str | Path, method: str) -> list[torch.Tensor]:
     if method == "zero":
         raise ValueError("zero ablation needs no statistics")
     store = open_statistics(path)
-    values = np.asarray(store[method][:])
+    values = read_array(path, store, method)
     return [torch.from_numpy(row) for row in values]
