@@ -218,3 +218,15 @@ def test_train_mlm_cli_holds_out_the_pipelines_evaluation_documents(tmp_path, co
         0.3,
         5,
     )
+
+
+def test_bf16_autocast_only_where_the_cpu_has_native_bf16(tmp_path):
+    """bf16 autocast is ~19x slower than float32 on an AVX2-only CPU: auto mode reads the flags."""
+    from neuron_ablation.demo_models import cpu_has_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nflags\t\t: fpu avx2\n")
+    assert not cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_native_bf16(cpuinfo)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
