@@ -25,7 +25,6 @@ from neuron_ablation.preflight import (
 )
 from neuron_ablation.tokenization import (
     DatasetFormatError,
-    NotEnoughDataError,
     collection_split,
     iter_documents,
     read_local_documents,
@@ -370,13 +369,14 @@ def test_txt_documents_are_the_blank_line_blocks(tmp_path):
 # ----------------------------------------------------------------------------- where it runs
 
 
-def test_check_config_runs_the_preflight(good, tmp_path):
+def test_check_config_runs_the_preflight(good, tmp_path, capsys):
     config = copy.deepcopy(good)
     config["models"]["tiny"]["seq_len"] = 512
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(PreflightError, match="models.tiny.seq_len"):
-        cli.main(["check-config", str(path)])
+    assert cli.main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "pre-flight check failed" in err and "models.tiny.seq_len: 512" in err
     assert cli.main(["check-config", str(path), "--no-preflight"]) == 0
 
 
@@ -416,17 +416,19 @@ def tokenize_args(model: Path, dataset: Path, out: Path, *extra: str) -> list[st
     ]
 
 
-def test_tokenize_job_names_seq_len_before_reading(tmp_path, tiny_llama, corpus_file):
+def test_tokenize_job_names_seq_len_before_reading(tmp_path, tiny_llama, corpus_file, capsys):
     out = tmp_path / "stats.arrow"
-    with pytest.raises(ValueError, match=r"the model's seq_len in the config\): 512 tokens"):
-        cli.main(tokenize_args(tiny_llama, corpus_file, out, "--n", "1024", "--seq-len", "512"))
+    args = tokenize_args(tiny_llama, corpus_file, out, "--n", "1024", "--seq-len", "512")
+    assert cli.main(args) == 2
+    assert "the model's seq_len in the config): 512 tokens" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_tokenize_job_names_the_count_to_lower(tmp_path, tiny_llama, corpus_file):
+def test_tokenize_job_names_the_count_to_lower(tmp_path, tiny_llama, corpus_file, capsys):
     out = tmp_path / "stats.arrow"
-    with pytest.raises(NotEnoughDataError, match=r"lower stats.n_tokens"):
-        cli.main(tokenize_args(tiny_llama, corpus_file, out, "--n", "10000000", "--seq-len", "16"))
+    args = tokenize_args(tiny_llama, corpus_file, out, "--n", "10000000", "--seq-len", "16")
+    assert cli.main(args) == 2
+    assert "lower stats.n_tokens" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
