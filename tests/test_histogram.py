@@ -4,6 +4,8 @@ import torch
 
 from neuron_ablation.histogram import BinGrid, NeuronHistogram, bin_of, peak_values
 
+BACKENDS = ["torch", "numba"]
+
 
 def numpy_reference(values: np.ndarray, grid: BinGrid):
     """Counts per tracked bin via np.histogram on the float64 edges k * eps, plus under/overflow."""
@@ -13,9 +15,9 @@ def numpy_reference(values: np.ndarray, grid: BinGrid):
     return hist, int((values < edges[0]).sum()), int((values >= edges[-1]).sum())
 
 
-def fill(values: np.ndarray, grid: BinGrid) -> NeuronHistogram:
+def fill(values: np.ndarray, grid: BinGrid, backend: str = "auto") -> NeuronHistogram:
     """values [observation, neuron] fed in three uneven chunks."""
-    h = NeuronHistogram(values.shape[1], grid)
+    h = NeuronHistogram(values.shape[1], grid, backend=backend)
     for chunk in np.array_split(values, 3):
         h.update(torch.from_numpy(chunk))
     return h
@@ -28,7 +30,8 @@ def test_grid_is_aligned_to_multiples_of_bin_width():
     assert BinGrid.covering(0.01, -10, 10).n_bins == 2000
 
 
-def test_counts_match_numpy_including_outliers_and_edges():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_counts_match_numpy_including_outliers_and_edges(backend):
     rng = np.random.default_rng(0)
     grid = BinGrid.covering(0.1, -1.0, 1.0)
     values = rng.normal(0, 0.6, size=(5000, 3))
@@ -36,7 +39,7 @@ def test_counts_match_numpy_including_outliers_and_edges():
     values[:21, 0] = np.arange(-10, 11) * 0.1
     values[21:42, 0] = np.nextafter(np.arange(-10, 11) * 0.1, -np.inf)
     values[42:45, 1] = [-50.0, 50.0, 1.0]
-    h = fill(values.astype(np.float64), grid)
+    h = fill(values.astype(np.float64), grid, backend)
     hist, under, over = h.histogram()
     for n in range(3):
         ref_hist, ref_under, ref_over = numpy_reference(values[:, n], grid)
@@ -55,9 +58,10 @@ def test_bin_of_is_exact_at_edges():
     np.testing.assert_array_equal(bin_of(below, eps).numpy(), k - 1)
 
 
-def test_nan_and_inf_are_counted_not_dropped():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_and_inf_are_counted_not_dropped(backend):
     grid = BinGrid.covering(0.5, -1, 1)
-    h = fill(np.array([[np.nan], [np.inf], [-np.inf], [0.2]]), grid)
+    h = fill(np.array([[np.nan], [np.inf], [-np.inf], [0.2]]), grid, backend)
     hist, under, over = h.histogram()
     assert (hist.sum(), under[0], over[0]) == (1, 1, 2)
 
@@ -84,3 +88,67 @@ def test_memory_does_not_grow_with_tokens():
     for _ in range(5):
         h.update(torch.randn(1000, 4))
     assert h.counts.numel() == size and h.count == 5000
+
+
+def edge_values(grid: BinGrid, dtype: torch.dtype) -> torch.Tensor:
+    """Every float of ``dtype`` nearest each edge (below, at, above), out-of-range values, NaN
+    and infinities, plus normal noise: [observation, 4 neurons]."""
+    edges = torch.from_numpy(np.append(grid.left_edges(), grid.k_hi * grid.bin_width)).to(dtype)
+    near = torch.cat(
+        [
+            edges.nextafter(edges.new_tensor(-np.inf)),
+            edges,
+            edges.nextafter(edges.new_tensor(np.inf)),
+        ]
+    )
+    special = torch.tensor([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0], dtype=dtype)
+    values = torch.cat(
+        [near, special, torch.randn(4000, generator=torch.Generator().manual_seed(0), dtype=dtype)]
+    )
+    return (
+        values[torch.randperm(len(values), generator=torch.Generator().manual_seed(1))]
+        .reshape(-1, 1)
+        .repeat(1, 4)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_and_torch_backends_count_identically(dtype):
+    grid = BinGrid.covering(0.01, -2.0, 2.0)
+    values = edge_values(grid, dtype)
+    values[:, 1] *= 3  # a wider spread: more under/overflow
+    counts, means = {}, {}
+    for backend in BACKENDS:
+        h = NeuronHistogram(4, grid, backend=backend)
+        for chunk in values.split(777):
+            h.update(chunk)
+        counts[backend] = h.histogram()
+        means[backend] = h.mean()
+    np.testing.assert_allclose(means["numba"], means["torch"], rtol=1e-12)
+    for fused, reference in zip(counts["numba"], counts["torch"], strict=True):
+        np.testing.assert_array_equal(fused, reference)
+    hist, under, over = counts["numba"]
+    for n in range(4):
+        ref_hist, ref_under, ref_over = numpy_reference(values[:, n].double().numpy(), grid)
+        np.testing.assert_array_equal(hist[n], ref_hist)
+        nan = int(values[:, n].isnan().sum())
+        assert (under[n], over[n]) == (ref_under, ref_over + nan)
+
+
+def test_fused_backend_takes_half_precision_and_strided_input():
+    grid = BinGrid.covering(0.05, -1.0, 1.0)
+    base = torch.randn(64, 8, 6, generator=torch.Generator().manual_seed(2))
+    strided = base.transpose(0, 1)  # not contiguous
+    for z in (strided, base.to(torch.bfloat16), base.to(torch.float16)):
+        fused, reference = (NeuronHistogram(6, grid, backend=b) for b in BACKENDS)
+        fused.update(z)
+        reference.update(z)
+        for a, b in zip(fused.histogram(), reference.histogram(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert fused.count == reference.count == 64 * 8
+
+
+def test_auto_backend_is_fused_on_cpu_and_a_bad_backend_is_named():
+    assert NeuronHistogram(2, BinGrid.covering(0.1, -1, 1)).backend == "numba"
+    with pytest.raises(ValueError, match="auto, numba or torch"):
+        NeuronHistogram(2, BinGrid.covering(0.1, -1, 1), backend="cuda")

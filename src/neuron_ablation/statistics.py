@@ -76,11 +76,13 @@ def collect_statistics(
     columns: dict[str, np.ndarray],
     grid: BinGrid,
     batch_size: int = 8,
+    progress: bool = True,
 ) -> list[NeuronHistogram]:
     """Run the model over ``columns`` and histogram every layer's z.
 
     Args:
         columns: model inputs, e.g. ``{"input_ids": int [sequence, position]}``.
+        progress: show a progress bar (stderr).
     """
     device = next(model.parameters()).device
     histograms = layer_histograms(neuron_widths(model), grid, device)
@@ -97,7 +99,7 @@ def collect_statistics(
     ]
     n_items = len(next(iter(columns.values())))
     try:
-        with tqdm(total=n_items, unit="seq", desc="statistics") as bar:
+        with tqdm(total=n_items, unit="seq", desc="statistics", disable=not progress) as bar:
             for batch in iter_batches(columns, batch_size):
                 # z does not depend on the task head: skipping it saves the vocabulary projection.
                 model.base_model(**model_inputs(batch, model))
