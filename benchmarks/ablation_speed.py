@@ -16,6 +16,8 @@ same random token ids it prints
 - ablated forward / clean forward      (target <= 1.02; 50 % of neurons folded into W_O)
 - resampled forward / clean forward    (target <= 1.15; 50 % of neurons from a 16-sequence bank,
   hook set-up included)
+- the time spent inside the histogram updates during one statistics pass, as a share of the body
+  forward (a decomposition that a noisy machine blurs less than a ratio of two wall times)
 - peak RSS of a statistics pass at N and 4N tokens, each in a fresh process (target: flat)
 - process start-up (imports) and model load, the fixed cost of every job
 
@@ -126,8 +128,16 @@ def timed(fn) -> float:
 
 def paired_ratio(repeats: int, baseline, candidate) -> float:
     """Median of candidate / baseline time over interleaved pairs (robust to a shared machine's
-    load changing between blocks of runs)."""
-    return float(np.median([timed(candidate) / timed(baseline) for _ in range(repeats)]))
+    load changing between blocks of runs). The order alternates within pairs (candidate first,
+    then baseline first, ...), so an effect of running first or second cancels."""
+    ratios = []
+    for i in range(repeats):
+        if i % 2 == 0:
+            candidate_seconds, baseline_seconds = timed(candidate), timed(baseline)
+        else:
+            baseline_seconds, candidate_seconds = timed(baseline), timed(candidate)
+        ratios.append(candidate_seconds / baseline_seconds)
+    return float(np.median(ratios))
 
 
 def statistics_pass(model, ids: np.ndarray, batch_size: int) -> None:
@@ -137,6 +147,28 @@ def statistics_pass(model, ids: np.ndarray, batch_size: int) -> None:
     collect_statistics(
         model, {"input_ids": ids}, BinGrid.covering(0.01, -10, 10), batch_size, progress=False
     )
+
+
+def histogram_update_seconds(model, ids: np.ndarray, batch_size: int) -> tuple[float, float]:
+    """(seconds inside the histogram updates, seconds of the whole pass) of one statistics pass:
+    what the histograms cost in place, with the model's caches as the pass leaves them."""
+    from neuron_ablation.histogram import NeuronHistogram
+
+    inside = 0.0
+    update = NeuronHistogram.update
+
+    def timed_update(self, z):
+        nonlocal inside
+        start = time.perf_counter()
+        update(self, z)
+        inside += time.perf_counter() - start
+
+    NeuronHistogram.update = timed_update
+    try:
+        total = timed(lambda: statistics_pass(model, ids, batch_size))
+    finally:
+        NeuronHistogram.update = update
+    return inside, total
 
 
 def ablated_model(model):
@@ -218,7 +250,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs per ratio")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved pairs per ratio")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair, few tokens")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,6 +302,7 @@ def main() -> None:
             "<= 1.15",
         ),
     }
+    inside, total = histogram_update_seconds(model, ids, args.batch_size)
     rss_small, rss_large = peak_rss(args, args.tokens), peak_rss(args, 4 * args.tokens)
 
     n_tokens = ids.size
@@ -284,6 +317,10 @@ def main() -> None:
     print(f"full forward             {full_seconds:8.2f} s  ({n_tokens / full_seconds:7.0f} tok/s)")
     for label, (ratio, target) in ratios.items():
         print(f"{label:<25}{ratio:8.3f}   (target {target})")
+    print(
+        f"histogram updates        {inside:8.2f} s of a {total:.2f} s statistics pass "
+        f"({100 * inside / body_seconds:.1f} % of the best body forward)"
+    )
     print(
         f"statistics peak RSS      {rss_small:8.0f} MiB at {args.tokens} tokens, "
         f"{rss_large:.0f} MiB at {4 * args.tokens} tokens "

@@ -33,7 +33,13 @@ from torch import nn
 from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
-from neuron_ablation.histogram import BinGrid, NeuronHistogram, layer_histograms, peak_values
+from neuron_ablation.histogram import (
+    Backend,
+    BinGrid,
+    NeuronHistogram,
+    layer_histograms,
+    peak_values,
+)
 from neuron_ablation.integrity import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
@@ -77,15 +83,18 @@ def collect_statistics(
     grid: BinGrid,
     batch_size: int = 8,
     progress: bool = True,
+    backend: Backend = "auto",
 ) -> list[NeuronHistogram]:
     """Run the model over ``columns`` and histogram every layer's z.
 
     Args:
         columns: model inputs, e.g. ``{"input_ids": int [sequence, position]}``.
         progress: show a progress bar (stderr).
+        backend: the histogram update (:mod:`neuron_ablation.histogram`); ``auto`` is exact and
+            fastest everywhere, the others are for comparisons.
     """
     device = next(model.parameters()).device
-    histograms = layer_histograms(neuron_widths(model), grid, device)
+    histograms = layer_histograms(neuron_widths(model), grid, device, backend)
 
     def make_hook(histogram: NeuronHistogram):
         def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
