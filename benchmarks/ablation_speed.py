@@ -40,56 +40,36 @@ import time
 import numpy as np
 import torch
 
-# Published shapes (config.json of each model on the hub), for random-weight stand-ins.
-WIDTHS = {
-    "smollm2-135m": (
-        "llama",
-        dict(
-            hidden_size=576,
-            intermediate_size=1536,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            vocab_size=49152,
-            max_position_embeddings=8192,
-            tie_word_embeddings=True,
-        ),
-    ),
-    "opt-1.3b": (
-        "opt",
-        dict(
-            hidden_size=2048,
-            ffn_dim=8192,
-            num_hidden_layers=24,
-            num_attention_heads=32,
-            vocab_size=50272,
-            max_position_embeddings=2048,
-            word_embed_proj_dim=2048,
-        ),
-    ),
-    "mistral-7b": (
-        "mistral",
-        dict(
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            vocab_size=32000,
-            max_position_embeddings=32768,
-            sliding_window=4096,
-        ),
-    ),
-}
+
+def published_configs() -> dict:
+    """Published shapes (config.json of each model on the hub), for random-weight stand-ins: the
+    paper's models from benchmarks/paper_memory.py, plus the demo's SmolLM2-135M."""
+    import transformers
+    from paper_memory import PAPER_MODELS
+
+    smollm2 = transformers.LlamaConfig(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+    )
+    paper = {name: PAPER_MODELS[name].config for name in ("opt-1.3b", "mistral-7b")}
+    return {"smollm2-135m": smollm2, **paper}
+
+
+WIDTHS = ("mistral-7b", "opt-1.3b", "smollm2-135m")
 
 
 def random_weight_model(width: str, layers: int | None) -> torch.nn.Module:
     """A causal LM of a published shape with random weights (first ``layers`` layers)."""
     import transformers
 
-    model_type, shape = WIDTHS[width]
-    shape = dict(shape, num_hidden_layers=layers or shape["num_hidden_layers"])
-    config = transformers.AutoConfig.for_model(model_type, **shape)
+    config = copy.deepcopy(published_configs()[width])
+    config.num_hidden_layers = layers or config.num_hidden_layers
     torch.manual_seed(0)
     return transformers.AutoModelForCausalLM.from_config(config).eval()
 
@@ -244,7 +224,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="causal LM directory or hub id")
-    source.add_argument("--width", choices=sorted(WIDTHS), help="random weights of this shape")
+    source.add_argument("--width", choices=WIDTHS, help="random weights of this shape")
     parser.add_argument("--layers", type=int, help="with --width: keep the first N layers")
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--seq-len", type=int, default=256)
