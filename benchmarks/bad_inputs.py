@@ -10,7 +10,7 @@ corpus. Columns:
 
 - *stops at*: "config check" (schema and cross-references, before the job graph), "pre-flight"
   (models, datasets and this machine, before any job), "job <rule>", "lock" (Snakemake refuses
-  to run), "completed";
+  to run), "command ..." (a job's command run by itself, e.g. on a full disk), "completed";
 - *files left*: artifacts under results/ (logs and benchmarks excluded) and temporaries of
   interrupted writes (``.name.id.tmp``), which no rerun reads and the next write removes.
 
@@ -500,6 +500,9 @@ def stops_at(outcome: Outcome) -> str:
         return "pre-flight"
     if "cannot be locked" in output or "LockException" in output:
         return "lock"
+    command = re.search(r"neuron-ablation ([\w-]+): error:", output)
+    if command:  # a job's command run by itself: its one-paragraph error
+        return f"command `neuron-ablation {command.group(1)}`"
     if "neuron_ablation.cli" in output or "Traceback" in output:
         return "CLI (the job's command)"
     return "config check"
