@@ -87,11 +87,11 @@ def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["nu
     """``auto``: the fused kernel on a CPU where numba is installed, else torch."""
     if backend not in ("auto", "numba", "torch"):
         raise ValueError(f"histogram backend must be auto, numba or torch, got {backend!r}")
-    on_cpu = torch.device(device).type == "cpu"
-    if backend == "numba" and not (on_cpu and _fused_accumulate is not None):
+    fused_available = torch.device(device).type == "cpu" and _fused_accumulate is not None
+    if backend == "numba" and not fused_available:
         raise ValueError("the numba histogram backend needs numba and a CPU device")
     if backend == "auto":
-        return "numba" if on_cpu and _fused_accumulate is not None else "torch"
+        return "numba" if fused_available else "torch"
     return backend
 
 
