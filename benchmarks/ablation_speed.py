@@ -21,9 +21,11 @@ same random token ids it prints
 - peak RSS of a statistics pass at N and 4N tokens, each in a fresh process (target: flat)
 - process start-up (imports) and model load, the fixed cost of every job
 
-Each ratio is the median over ``--repeats`` interleaved (baseline, candidate) pairs, so a load
-change on a shared machine hits both sides of a pair; the load average is printed before and
-after.
+Each ratio is the ratio of summed times over (baseline, candidate) pairs interleaved batch by
+batch (``--repeats`` passes over the ids, the order alternating), with a 95 % bootstrap interval
+over the pairs: on this shared 2-core VM a whole pass's time moves by +-15 % from run to run, far
+more than the effects measured, and pairing single batches puts both sides of a pair under the
+same load. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -106,27 +108,60 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def paired_ratio(repeats: int, baseline, candidate) -> float:
-    """Median of candidate / baseline time over interleaved pairs (robust to a shared machine's
-    load changing between blocks of runs). The order alternates within pairs (candidate first,
-    then baseline first, ...), so an effect of running first or second cancels."""
-    ratios = []
-    for i in range(repeats):
-        if i % 2 == 0:
-            candidate_seconds, baseline_seconds = timed(candidate), timed(baseline)
-        else:
-            baseline_seconds, candidate_seconds = timed(baseline), timed(candidate)
-        ratios.append(candidate_seconds / baseline_seconds)
-    return float(np.median(ratios))
+def batch_paired_ratio(
+    ids: np.ndarray, batch_size: int, passes: int, baseline, candidate
+) -> tuple[float, float, float, int]:
+    """candidate / baseline time, paired batch by batch: each batch runs through both sides back to
+    back (the order alternating), so a load change on a shared machine, which moves whole-pass
+    times by +-15 % here, hits both sides of a pair.
+
+    Args:
+        baseline, candidate: ``step(batch)`` on int64 [batch, position] ids.
+
+    Returns:
+        (ratio of summed times, 95 % bootstrap interval over the pairs (low, high), pairs).
+    """
+    times = []
+    for _ in range(passes):
+        for i, batch in enumerate(batches(ids, batch_size)):
+            if i % 2 == 0:
+                base_seconds = timed(lambda: baseline(batch))  # noqa: B023 - called at once
+                candidate_seconds = timed(lambda: candidate(batch))  # noqa: B023
+            else:
+                candidate_seconds = timed(lambda: candidate(batch))  # noqa: B023
+                base_seconds = timed(lambda: baseline(batch))  # noqa: B023
+            times.append((base_seconds, candidate_seconds))
+    pairs = np.array(times)
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(pairs), size=(2000, len(pairs)))
+    resampled = pairs[draws].sum(axis=1)
+    low, high = np.percentile(resampled[:, 1] / resampled[:, 0], [2.5, 97.5])
+    return float(pairs[:, 1].sum() / pairs[:, 0].sum()), float(low), float(high), len(pairs)
 
 
-def statistics_pass(model, ids: np.ndarray, batch_size: int) -> None:
+def statistics_grid():
+    """The default config's grid: bin width 0.01 over [-10, 10) (2,000 bins per neuron)."""
     from neuron_ablation.histogram import BinGrid
+
+    return BinGrid.covering(0.01, -10, 10)
+
+
+def statistics_pass(model, ids: np.ndarray, batch_size: int, histograms=None) -> list:
+    """The pipeline's statistics pass; with ``histograms``, adding to them (no allocation)."""
     from neuron_ablation.statistics import collect_statistics
 
-    collect_statistics(
-        model, {"input_ids": ids}, BinGrid.covering(0.01, -10, 10), batch_size, progress=False
+    columns = {"input_ids": np.asarray(ids)}
+    grid = statistics_grid()
+    return collect_statistics(
+        model, columns, grid, batch_size, progress=False, histograms=histograms
     )
+
+
+def new_histograms(model) -> list:
+    from neuron_ablation.architectures import neuron_widths
+    from neuron_ablation.histogram import layer_histograms
+
+    return layer_histograms(neuron_widths(model), statistics_grid())
 
 
 def histogram_update_seconds(model, ids: np.ndarray, batch_size: int) -> tuple[float, float]:
@@ -230,7 +265,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved pairs per ratio")
+    parser.add_argument("--repeats", type=int, default=5, help="passes of paired batches per ratio")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair, few tokens")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -250,37 +285,49 @@ def main() -> None:
     load_seconds = time.perf_counter() - start
     ids = random_ids(model, args.tokens, args.seq_len)
     ablated = ablated_model(model)
+    # Its baseline is a copy too: two identical copies differ by up to 5 % per batch here.
+    unablated = copy.deepcopy(model)
     masks, bank = resample_setup(model, 16, args.seq_len)
     # Warm-up: first-call costs (kernel compilation, allocator growth) are not per-batch costs.
     statistics_pass(model, ids[: args.batch_size], args.batch_size)
     clean_forward(model, ids[: args.batch_size], args.batch_size)
 
-    def full():
-        clean_forward(model, ids, args.batch_size)
+    kept = new_histograms(model)
+    allocation_seconds = timed(lambda: new_histograms(model))
 
-    def body():
-        body_forward(model, ids, args.batch_size)
+    def body(batch):
+        with torch.inference_mode():
+            model.base_model(input_ids=batch)
 
-    def stats():
-        statistics_pass(model, ids, args.batch_size)
+    def full(batch):
+        with torch.inference_mode():
+            model(input_ids=batch)
 
-    body_seconds = min(timed(body) for _ in range(args.repeats))
-    full_seconds = min(timed(full) for _ in range(args.repeats))
+    def stats(batch):
+        statistics_pass(model, batch, args.batch_size, histograms=kept)
+
+    def ablated_step(batch):
+        with torch.inference_mode():
+            ablated(input_ids=batch)
+
+    def unablated_step(batch):
+        with torch.inference_mode():
+            unablated(input_ids=batch)
+
+    def resampled(batch):
+        with torch.inference_mode():
+            resampled_forward(model, batch.numpy(), args.batch_size, masks, bank)
+
+    def ratio(baseline, candidate):
+        return batch_paired_ratio(ids, args.batch_size, args.repeats, baseline, candidate)
+
+    body_seconds = min(timed(lambda: body_forward(model, ids, args.batch_size)) for _ in range(2))
+    full_seconds = min(timed(lambda: clean_forward(model, ids, args.batch_size)) for _ in range(2))
     ratios = {
-        "statistics / body forward": (paired_ratio(args.repeats, body, stats), "<= 1.10 / 1.05"),
-        "statistics / full forward": (paired_ratio(args.repeats, full, stats), "reference"),
-        "ablated / clean": (
-            paired_ratio(args.repeats, full, lambda: clean_forward(ablated, ids, args.batch_size)),
-            "<= 1.02",
-        ),
-        "resampled / clean": (
-            paired_ratio(
-                args.repeats,
-                full,
-                lambda: resampled_forward(model, ids, args.batch_size, masks, bank),
-            ),
-            "<= 1.15",
-        ),
+        "statistics / body forward": (ratio(body, stats), "<= 1.10 / 1.05"),
+        "statistics / full forward": (ratio(full, stats), "reference"),
+        "ablated / clean": (ratio(unablated_step, ablated_step), "<= 1.02"),
+        "resampled / clean": (ratio(full, resampled), "<= 1.15"),
     }
     inside, total = histogram_update_seconds(model, ids, args.batch_size)
     rss_small, rss_large = peak_rss(args, args.tokens), peak_rss(args, 4 * args.tokens)
@@ -289,14 +336,21 @@ def main() -> None:
     name = args.model or f"{args.width} (random weights, {len(masks)} layers)"
     print(
         f"model {name}: {n_tokens} tokens, batch {args.batch_size}x{args.seq_len}, "
-        f"{args.threads} threads, median of {args.repeats} interleaved pairs"
+        f"{args.threads} threads, {args.repeats} passes of batch-interleaved pairs"
         + ("  [--quick: smoke run, not a measurement]" if args.quick else "")
     )
     print(f"load average (1, 5, 15 min) before: {load_before}")
     print(f"body forward             {body_seconds:8.2f} s  ({n_tokens / body_seconds:7.0f} tok/s)")
     print(f"full forward             {full_seconds:8.2f} s  ({n_tokens / full_seconds:7.0f} tok/s)")
-    for label, (ratio, target) in ratios.items():
-        print(f"{label:<25}{ratio:8.3f}   (target {target})")
+    for label, ((value, low, high, n_pairs), target) in ratios.items():
+        print(
+            f"{label:<25}{value:8.3f}   95 % interval [{low:.3f}, {high:.3f}] over {n_pairs} "
+            f"batch pairs   (target {target})"
+        )
+    print(
+        f"histogram allocation     {allocation_seconds:8.3f} s once per pass "
+        f"({100 * allocation_seconds / body_seconds:.1f} % of this body forward)"
+    )
     print(
         f"histogram updates        {inside:8.2f} s of a {total:.2f} s statistics pass "
         f"({100 * inside / body_seconds:.1f} % of the best body forward)"

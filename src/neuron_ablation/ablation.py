@@ -24,6 +24,7 @@ from neuron_ablation.architectures import (
     architecture_of,
     attention_output_projections,
 )
+from neuron_ablation.hooks import hooks_installed
 
 
 @torch.no_grad()
@@ -135,15 +136,9 @@ def overwrite_z_hooks(
 
         return hook
 
-    handles = [
-        p.register_forward_pre_hook(make_hook(m, v))
-        for p, m, v in zip(projections, ablate, values, strict=True)
-    ]
-    try:
+    hooks = [(p, make_hook(m, v)) for p, m, v in zip(projections, ablate, values, strict=True)]
+    with hooks_installed(hooks):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _check_layer_count(projections: Sequence[nn.Module], *per_layer: Sequence) -> None:

@@ -11,11 +11,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-log = logging.getLogger("neuron_ablation")
+from neuron_ablation import methods
+from neuron_ablation.methods import RESAMPLE_METHODS as RESAMPLE_METHODS  # torch-free registry
+from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCES
 
-# Duplicated from neuron_ablation.resampling so that building the parser does not import torch.
-RESAMPLE_SOURCES = ("chars", "tokens", "generated", "pixels")
-RESAMPLE_METHODS = tuple(f"resample-{source}" for source in RESAMPLE_SOURCES)
+log = logging.getLogger("neuron_ablation")
 
 
 def _fetch_wheel(args: argparse.Namespace) -> None:
@@ -267,14 +267,14 @@ def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
     import torch
 
     from neuron_ablation.evaluation import evaluate_constant_ablation
-    from neuron_ablation.resampling import is_resample_method
 
-    if is_resample_method(args.method):
+    spec = methods.method(args.method)
+    if spec.needs_bank:
         return _resample_scorer(args)
-    if args.method == "optimal":
+    if spec.needs_training:
         return _optimal_scorer(args)
-    constants = None
-    if args.method != "zero":
+    constants = None  # zero: no statistics, zeros of the model's widths
+    if spec.needs_statistics:
         from neuron_ablation.statistics import ablation_constants
 
         constants = ablation_constants(args.stats, args.method)  # read before the model loads
@@ -581,13 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     _add_runtime_args(p)
-    p.add_argument(
-        "--method", required=True, choices=["zero", "mean", "peak", "optimal", *RESAMPLE_METHODS]
-    )
+    p.add_argument("--method", required=True, choices=methods.names())
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
     p.add_argument("--selection", required=True)
-    p.add_argument("--stats", help="statistics store (mean and peak)")
+    p.add_argument(
+        "--stats", help=f"statistics store (methods {', '.join(methods.statistics_methods())})"
+    )
     p.add_argument("--bank", help="resampling bank, HDF5 (resample-* methods)")
     p.add_argument("--optimal", help="learned constants, Zarr (method optimal)")
     p.add_argument(

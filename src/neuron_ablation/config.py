@@ -15,15 +15,18 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from neuron_ablation.assets import EMBEDDED_PREFIX, GGUF_MODELS, TRAINED_MODELS
+from neuron_ablation.methods import TEXT_RESAMPLE_METHODS as TEXT_RESAMPLE_METHODS
+from neuron_ablation.methods import methods_for_task, names
 
 SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yaml"))
 
 EMBEDDED_MODELS = GGUF_MODELS + TRAINED_MODELS
 EMBEDDED_DATASETS = ("wikipedia-leads", "fashion-mnist", "digits")
 
-CONSTANT_METHODS = ("zero", "mean", "peak")
-LEARNED_METHODS = ("optimal",)
-TEXT_RESAMPLE_METHODS = ("resample-chars", "resample-tokens", "resample-generated")
+# Aliases of the registry in neuron_ablation.methods (the one list of methods); methods_for_task
+# and TEXT_RESAMPLE_METHODS are re-exported from there.
+CONSTANT_METHODS = names("constant")
+LEARNED_METHODS = names("learned")
 
 
 class ConfigError(ValueError):
@@ -168,20 +171,6 @@ def _check_output_names(models: dict[str, Any]) -> list[str]:
         for base in models
         if name == f"{base}_neurons"
     ]
-
-
-def methods_for_task(task: str, has_generator: bool = False) -> tuple[str, ...]:
-    """The ablation methods that apply to a task.
-
-    Random text (chars, tokens, generated) feeds text models, random pixels vision models. A
-    masked LM cannot write text itself, so ``resample-generated`` needs ``resample.generator``.
-    """
-    fixed = (*CONSTANT_METHODS, *LEARNED_METHODS)
-    if task == "image-classification":
-        return (*fixed, "resample-pixels")
-    if task == "masked-lm" and not has_generator:
-        return (*fixed, "resample-chars", "resample-tokens")
-    return (*fixed, *TEXT_RESAMPLE_METHODS)
 
 
 def model_methods(config: dict[str, Any], name: str) -> list[str]:

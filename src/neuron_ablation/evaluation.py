@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from neuron_ablation.ablation import folded_constant_ablation
 from neuron_ablation.architectures import masked_lm_head
+from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
 
@@ -124,11 +125,8 @@ def masked_lm_predictions(
     def keep_scored(_module: nn.Module, args: tuple[torch.Tensor, ...]):
         return (args[0][scored].unsqueeze(0), *args[1:])
 
-    handle = head.register_forward_pre_hook(keep_scored)
-    try:
+    with hooks_installed([(head, keep_scored)]):
         logits = model(**inputs).logits
-    finally:
-        handle.remove()
     return logits[0], labels[scored], scored.nonzero()[:, 0]
 
 

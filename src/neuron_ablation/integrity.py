@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuron_ablation.methods import statistics_methods
+
 RESULT_KEYS = ("top1", "loss", "n_tokens", "n_ablated")
 STATISTICS_ARRAYS = {
     "mean": 2,
@@ -53,6 +55,8 @@ STATISTICS_ARRAYS = {
     "layer": 1,
     "neuron": 1,
     "bin": 1,
+    # the constants of every method that reads statistics: [layer, neuron], named after it
+    **dict.fromkeys(statistics_methods(), 2),
 }
 INTEGRITY_ATTR = "integrity"
 """Store attribute written by stores whose every chunk is stored (``write_empty_chunks``)."""
@@ -303,8 +307,8 @@ def open_statistics_store(path: str | os.PathLike, counts: bool = False):
             raise DamagedArtifact(path, f"the store attribute {key!r} is missing")
     shapes = {name: group[name].shape for name in STATISTICS_ARRAYS}
     n_layers, n_neurons, n_bins = shapes["hist"]
-    for name in ("mean", "count", "underflow", "overflow", "peak"):
-        if shapes[name] != (n_layers, n_neurons):
+    for name, ndim in STATISTICS_ARRAYS.items():
+        if ndim == 2 and shapes[name] != (n_layers, n_neurons):
             raise DamagedArtifact(
                 path, f"{name!r} has shape {shapes[name]}, hist has {(n_layers, n_neurons)}"
             )

@@ -48,6 +48,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections
+from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.integrity import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
@@ -149,15 +150,10 @@ def learnable_constant_hooks(
 
         return hook
 
-    handles = [
-        p.register_forward_pre_hook(make_hook(*parts))
-        for p, *parts in zip(projections, ablate, base, scale, u, strict=True)
-    ]
-    try:
+    per_layer = zip(projections, ablate, base, scale, u, strict=True)
+    hooks = [(p, make_hook(*parts)) for p, *parts in per_layer]
+    with hooks_installed(hooks):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def batch_order(n_sequences: int, steps: int, batch_size: int, seed: int) -> np.ndarray:

@@ -73,13 +73,13 @@ from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections
 from neuron_ablation.config import methods_for_task
+from neuron_ablation.hooks import ModuleHook, hooks_installed
 from neuron_ablation.integrity import bank_read, check_bank, check_resample_inputs_table
 from neuron_ablation.io import atomic_output, sequences_table, write_arrow
+from neuron_ablation.methods import RESAMPLE_METHODS, TEXT_SOURCES
+from neuron_ablation.methods import RESAMPLE_SOURCES as SOURCES
 from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
 
-SOURCES = ("chars", "tokens", "generated", "pixels")
-RESAMPLE_METHODS = tuple(f"resample-{source}" for source in SOURCES)
-TEXT_SOURCES = ("chars", "tokens", "generated")
 ALPHANUMERIC = string.ascii_letters + string.digits
 PAIRING_RULE = (
     "evaluated sequence j uses bank sequence j mod n_sequences; position t uses bank position "
@@ -447,29 +447,25 @@ def write_bank(
 
         return hook
 
-    handles = [p.register_forward_pre_hook(make_hook(i)) for i, p in enumerate(projections)]
-    try:
-        with atomic_output(path) as tmp, h5py.File(tmp, "w") as bank:
-            bank.attrs.update(_h5_attrs(attrs))
-            datasets: list[h5py.Dataset] = []
-            start = 0
-            for batch in tqdm(
-                iter_batches(columns, batch_size),
-                total=math.ceil(n_items / batch_size),
-                desc="resample bank",
-                unit="batch",
-            ):
-                model.base_model(**model_inputs(batch, model))  # z does not need the task head
-                if not datasets:
-                    datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
-                for dataset, z in zip(datasets, captured, strict=True):
-                    dataset[start : start + len(z)] = z.float().cpu().numpy()
-                start += len(captured[0])
-            bank.attrs["n_positions"] = datasets[0].shape[1]
-            bank.attrs["n_layers"] = len(datasets)  # checked on read: a lost layer is damage
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(p, make_hook(i)) for i, p in enumerate(projections)]
+    with hooks_installed(hooks), atomic_output(path) as tmp, h5py.File(tmp, "w") as bank:
+        bank.attrs.update(_h5_attrs(attrs))
+        datasets: list[h5py.Dataset] = []
+        start = 0
+        for batch in tqdm(
+            iter_batches(columns, batch_size),
+            total=math.ceil(n_items / batch_size),
+            desc="resample bank",
+            unit="batch",
+        ):
+            model.base_model(**model_inputs(batch, model))  # z does not need the task head
+            if not datasets:
+                datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
+            for dataset, z in zip(datasets, captured, strict=True):
+                dataset[start : start + len(z)] = z.float().cpu().numpy()
+            start += len(captured[0])
+        bank.attrs["n_positions"] = datasets[0].shape[1]
+        bank.attrs["n_layers"] = len(datasets)  # checked on read: a lost layer is damage
 
 
 def _create_layer(bank: h5py.File, layer: int, z: torch.Tensor, n_items: int) -> h5py.Dataset:
@@ -591,7 +587,6 @@ class ResampleAblation:
         """Index (in evaluation order) of the next evaluated sequence."""
         self.n_bank = int(bank[0].shape[0])
         self._rows: torch.Tensor | None = None
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
         projections = attention_output_projections(model)
         if not len(projections) == len(ablate) == len(bank):
             raise ValueError(
@@ -610,22 +605,21 @@ class ResampleAblation:
             if bool(m.any())
         ]
 
-    def attach(self) -> None:
+    def hooks(self) -> dict[str, list[ModuleHook]]:
+        """The keyword arguments of :func:`hooks_installed` for this ablation."""
+        pre = []
         for projection, mask, values in self._layers:
             weight = projection.weight
             # Moved and cast once, so a batch costs one slice (or gather) and one torch.where.
             hook = self._hook(mask.to(weight.device), values.to(weight.device, weight.dtype))
-            self._handles.append(projection.register_forward_pre_hook(hook))
-        if self._layers:
-            self._handles.append(
-                self.model.register_forward_pre_hook(self._begin_batch, with_kwargs=True)
-            )
-            self._handles.append(self.model.register_forward_hook(self._end_batch))
-
-    def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+            pre.append((projection, hook))
+        if not self._layers:
+            return {"pre": pre}
+        return {
+            "pre": pre,
+            "pre_with_kwargs": [(self.model, self._begin_batch)],
+            "post": [(self.model, self._end_batch)],
+        }
 
     def _begin_batch(self, _module, args, kwargs) -> None:
         first = next(
@@ -676,11 +670,8 @@ def resample_ablation(
         bank: per layer float [n_bank, bank_length, neuron], e.g. ``read_bank(path).layers``.
     """
     state = ResampleAblation(model, ablate, bank, start)
-    state.attach()
-    try:
+    with hooks_installed(**state.hooks()):
         yield state
-    finally:
-        state.detach()
 
 
 def evaluate_resample_ablation(

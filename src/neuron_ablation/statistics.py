@@ -40,6 +40,7 @@ from neuron_ablation.histogram import (
     layer_histograms,
     peak_values,
 )
+from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.integrity import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
@@ -84,6 +85,7 @@ def collect_statistics(
     batch_size: int = 8,
     progress: bool = True,
     backend: Backend = "auto",
+    histograms: Sequence[NeuronHistogram] | None = None,
 ) -> list[NeuronHistogram]:
     """Run the model over ``columns`` and histogram every layer's z.
 
@@ -92,32 +94,33 @@ def collect_statistics(
         progress: show a progress bar (stderr).
         backend: the histogram update (:mod:`neuron_ablation.histogram`); ``auto`` is exact and
             fastest everywhere, the others are for comparisons.
+        histograms: per layer, histograms to add to (over ``grid``); new ones when omitted.
     """
     device = next(model.parameters()).device
-    histograms = layer_histograms(neuron_widths(model), grid, device, backend)
-
-    def make_hook(histogram: NeuronHistogram):
-        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            histogram.update(args[0])
-
-        return hook
-
-    handles = [
-        projection.register_forward_pre_hook(make_hook(h))
+    if histograms is None:
+        histograms = layer_histograms(neuron_widths(model), grid, device, backend)
+    hooks = [
+        (projection, _update_hook(h))
         for projection, h in zip(attention_output_projections(model), histograms, strict=True)
     ]
     n_items = len(next(iter(columns.values())))
-    try:
-        with tqdm(total=n_items, unit="seq", desc="statistics", disable=not progress) as bar:
-            for batch in iter_batches(columns, batch_size):
-                # z does not depend on the task head: skipping it saves the vocabulary projection.
-                model.base_model(**model_inputs(batch, model))
-                bar.update(len(next(iter(batch.values()))))
-                bar.set_postfix(tokens=histograms[0].count)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return histograms
+    with (
+        hooks_installed(hooks),
+        tqdm(total=n_items, unit="seq", desc="statistics", disable=not progress) as bar,
+    ):
+        for batch in iter_batches(columns, batch_size):
+            # z does not depend on the task head: skipping it saves the vocabulary projection.
+            model.base_model(**model_inputs(batch, model))
+            bar.update(len(next(iter(batch.values()))))
+            bar.set_postfix(tokens=histograms[0].count)
+    return list(histograms)
+
+
+def _update_hook(histogram: NeuronHistogram):
+    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        histogram.update(args[0])
+
+    return hook
 
 
 def write_statistics(

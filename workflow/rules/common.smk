@@ -14,6 +14,9 @@ from neuron_ablation.config import (
     optimal_settings,
     sweep_items,
 )
+from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCE_NAMES
+from neuron_ablation.methods import method as method_spec
+from neuron_ablation.methods import statistics_methods
 from neuron_ablation.preflight import (
     dataset_path,
     embedded_asset,
@@ -41,7 +44,7 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../environment.yml"
 FRACTIONS = [fraction_label(f) for f in config["fractions"]]
-NEEDS_STATISTICS = ("mean", "peak")
+NEEDS_STATISTICS = statistics_methods()  # their constants: the array of that name in stats.zarr
 
 
 def _alternatives(names):
@@ -221,7 +224,7 @@ def evaluate_inputs(wildcards):
     }
     if wildcards.method in NEEDS_STATISTICS:
         inputs["stats"] = f"{RESULTS}/{wildcards.model}/stats.zarr"
-    if wildcards.method.startswith("resample-") and any(
+    if method_spec(wildcards.method).needs_bank and any(
         float(f) > 0.0 for f in FRACTIONS
     ):
         inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
@@ -240,11 +243,11 @@ def optional_args(wildcards, input):
 RESAMPLE = config["resample"]
 
 
-RESAMPLE_SOURCES = "chars|tokens|generated|pixels"
+RESAMPLE_SOURCES = _alternatives(RESAMPLE_SOURCE_NAMES)
 
 
 def resample_bank(model, method):
-    return f"{RESULTS}/{model}/resample/{method.removeprefix('resample-')}.h5"
+    return f"{RESULTS}/{model}/resample/{method_spec(method).source}.h5"
 
 
 def generator_source(model):

@@ -62,7 +62,9 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{method}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        method=_alternatives(m for m in config["methods"] if m != "optimal"),
+        method=_alternatives(
+            m for m in config["methods"] if not method_spec(m).needs_training
+        ),
     conda:
         ENV
     threads: 1
