@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the table is read by the pre-flight check, which must not import torch
-    import torch
     from torch import nn
 
 WeightLayout = Literal["linear", "conv1d"]
@@ -130,12 +129,3 @@ def neuron_widths(model: nn.Module) -> list[int]:
     """Neurons per layer: the input width of each attention output projection."""
     layout = architecture_of(model).layout
     return [projection_width(p, layout) for p in attention_output_projections(model)]
-
-
-def n_heads(model: nn.Module) -> int:
-    """Number of attention (query) heads per layer; d_head = width // n_heads."""
-    return int(model.config.num_attention_heads)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype

@@ -34,7 +34,6 @@ from tqdm import tqdm
 from neuron_ablation.io import write_arrow
 from neuron_ablation.tokenization import NotEnoughDataError, collection_split
 
-EMBEDDED_IMAGE_SETS = ("fashion-mnist", "digits")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 

@@ -44,11 +44,6 @@ def load_tokenizer(source: str):
     return AutoTokenizer.from_pretrained(source)
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def neuron_widths_of(source: str, task: str) -> list[int]:
     """Neurons per layer, read from the model's config without loading its weights."""
     import transformers

@@ -537,11 +537,6 @@ def read_bank(path: str | Path) -> Bank:
     return Bank(layers, attrs)
 
 
-def bank_nbytes(n_layers: int, n_sequences: int, n_positions: int, width: int) -> int:
-    """Size of a bank's data: float32 per (layer, sequence, position, neuron)."""
-    return 4 * n_layers * n_sequences * n_positions * width
-
-
 # ----------------------------------------------------------------------------- ablation
 
 
@@ -663,7 +658,7 @@ def resample_ablation(
 
     Every forward pass of ``model`` inside the block is taken to be the next batch of evaluated
     sequences in order, the first having index ``start``. The bank is copied to the model's device
-    and dtype for the duration (its size in memory: see :func:`bank_nbytes`).
+    and dtype for the duration (4 bytes per layer, sequence, position and neuron in float32).
 
     Args:
         ablate: per layer bool [neuron], the neurons to replace.
