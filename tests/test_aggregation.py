@@ -20,7 +20,8 @@ def write_results(root, seeds: list[int]) -> list:
                 top1 = 0.5 if fraction == 0.0 else TOP1[(method, fraction)] + 0.01 * seed
                 path = root / f"m/eval/{method}/seed{seed}/frac{fraction:.2f}.json"
                 result = {"top1": top1, "loss": 2.0 - top1, "n_tokens": 100, "n_ablated": 0}
-                write_json(path, result | {"method": method, "seed": seed, "fraction": fraction})
+                keys = {"model": "m", "method": method, "seed": seed, "fraction": fraction}
+                write_json(path, result | keys)
                 paths.append(path)
     return paths
 

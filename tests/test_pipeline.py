@@ -64,6 +64,8 @@ def test_selection_and_evaluations(pipeline_run):
                 path = workdir / f"results/tiny/eval/{method}/seed{seed}/frac{fraction:.2f}.json"
                 result = json.loads(path.read_text())
                 assert set(result) >= {"top1", "loss", "n_tokens", "n_ablated"}
+                own = {"model": "tiny", "method": method, "seed": seed, "fraction": fraction}
+                assert {key: result[key] for key in own} == own  # carried, not parsed back
                 assert result["n_ablated"] == N_LAYERS * round(fraction * WIDTH)
                 assert result["n_tokens"] == 8 * 15  # 8 sequences x 15 next-token predictions
                 if fraction == 0:

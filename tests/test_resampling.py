@@ -321,7 +321,8 @@ def test_pipeline_wires_resampling_and_the_cli_runs_it(tmp_path, config, capsys)
     write_arrow(res / "eval.arrow", sequences_table(ids))
     main(["select", *model, "--seed", "0", "--out", str(res / "selection.zarr")])
     half = res / "eval_half.json"
-    evaluate_args = [*model, "--tokens", str(res / "eval.arrow"), "--device", "cpu", "--seed",
+    evaluate_args = [*model, "--model-name", "tiny", "--tokens", str(res / "eval.arrow"),
+                     "--device", "cpu", "--seed",
                      "0", "--fraction", "0.5", "1.0", "--selection", str(res / "selection.zarr"),
                      "--bank", str(bank), "--out", str(half), str(out)]  # fmt: skip
     assert main(["evaluate", "--method", "resample-chars", *evaluate_args]) == 2

@@ -8,18 +8,15 @@ markdown, no band in the figures; never 0.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
+from neuron_ablation import metrics
 from neuron_ablation.integrity import read_result
 from neuron_ablation.io import atomic_output
 
-EVAL_PATH = re.compile(
-    r"(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
-)
 TABLE2_FRACTIONS = (0.5, 0.9)
 COLUMNS = ["model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"]
 KEYS = ["model", "method", "seed", "fraction"]
@@ -29,21 +26,26 @@ SEQUENCE_FIELDS = {"seq_loss_sum": "loss_sum", "seq_correct": "correct", "seq_n"
 def read_evaluations(paths: Iterable[str | Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per evaluation JSON, one row per evaluated sequence of each).
 
-    Model, method, seed and fraction come from the path. The second frame has the columns
-    model, method, seed, fraction, sequence (0-based, evaluation-file order), loss_sum, correct
-    and n; it is empty for results written without per-sequence lists.
+    Model, method, seed and fraction are read from each result (the evaluate command writes
+    them), never from its path. The second frame has the columns model, method, seed,
+    fraction, sequence (0-based, evaluation-file order), loss_sum, correct and n; it is empty
+    for results written without per-sequence lists.
     """
     rows, sequences = [], []
     for path in paths:
-        match = EVAL_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ValueError(f"not an evaluation result path: {path}")
         result = read_result(path)
+        missing = [key for key in KEYS if key not in result]
+        if missing:
+            raise ValueError(
+                f"{path}: not an evaluation result of one (model, method, seed, fraction): "
+                f"{missing} missing (results written before they carried them: rerun the "
+                "evaluation, e.g. snakemake --cores all --forcerun evaluate)"
+            )
         keys = {
-            "model": match["model"],
-            "method": match["method"],
-            "seed": int(match["seed"]),
-            "fraction": float(match["fraction"]),
+            "model": result["model"],
+            "method": result["method"],
+            "seed": int(result["seed"]),
+            "fraction": float(result["fraction"]),
         }
         rows.append(keys | {key: result[key] for key in COLUMNS[4:]})
         if all(field in result for field in SEQUENCE_FIELDS):
@@ -72,16 +74,18 @@ def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
 
 
 def summarise(results: pl.DataFrame) -> pl.DataFrame:
-    """Mean and std over seeds per (model, method, fraction); top-1 in %."""
+    """Mean and std over seeds per (model, method, fraction): ``<metric>_mean`` and
+    ``<metric>_std`` per registered metric (``metrics.METRICS``, in its order), in shown units
+    (``Metric.scale``: top-1 in %), then ``n_seeds``."""
+    per_metric = []
+    for m in metrics.METRICS:
+        per_metric += [
+            (pl.col(m.name).mean() * m.scale).alias(f"{m.name}_mean"),
+            (pl.col(m.name).std(ddof=1) * m.scale).alias(f"{m.name}_std"),
+        ]
     return (
         results.group_by(["model", "method", "fraction"])
-        .agg(
-            (pl.col("top1").mean() * 100).alias("top1_mean"),
-            (pl.col("top1").std(ddof=1) * 100).alias("top1_std"),
-            pl.col("loss").mean().alias("loss_mean"),
-            pl.col("loss").std(ddof=1).alias("loss_std"),
-            pl.len().alias("n_seeds"),
-        )
+        .agg(*per_metric, pl.len().alias("n_seeds"))
         .sort(["model", "method", "fraction"])
     )
 
@@ -89,24 +93,25 @@ def summarise(results: pl.DataFrame) -> pl.DataFrame:
 def table2(summary: pl.DataFrame) -> pl.DataFrame:
     """The paper's Table 2: rows (metric, setting, method), columns mean, std and ``gap`` (the
     method's mean minus optimal's at that setting, where optimal ran) per model."""
+    names = metrics.names()
     baseline = (
         summary.filter(pl.col("fraction") == 0.0)
         .group_by("model")
-        .agg(pl.col("^(top1|loss)_mean$").first())
+        .agg(*(pl.col(f"{name}_mean").first() for name in names))
         .with_columns(
             setting=pl.lit("baseline"),
             method=pl.lit(""),
-            top1_std=pl.lit(None, pl.Float64),
-            loss_std=pl.lit(None, pl.Float64),
+            **{f"{name}_std": pl.lit(None, pl.Float64) for name in names},
         )
     )
     pruned = summary.filter(pl.col("fraction").is_in(TABLE2_FRACTIONS)).with_columns(
         setting=(pl.col("fraction") * 100).round(0).cast(pl.Int64).cast(pl.Utf8) + " %"
     )
-    columns = ["model", "setting", "method", "top1_mean", "top1_std", "loss_mean", "loss_std"]
+    columns = ["model", "setting", "method"]
+    columns += [f"{name}_{stat}" for name in names for stat in ("mean", "std")]
     long = pl.concat([baseline.select(columns), pruned.select(columns)])
     frames = []
-    for metric in ("top1", "loss"):
+    for metric in names:
         frame = long.select(
             pl.lit(metric).alias("metric"),
             "setting",
@@ -131,7 +136,7 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
     order = {"baseline": 0, "50 %": 1, "90 %": 2}
     return wide.sort(
         [
-            pl.col("metric").replace_strict({"top1": 0, "loss": 1}, return_dtype=pl.Int64),
+            pl.col("metric").replace_strict(metrics.order(), return_dtype=pl.Int64),
             pl.col("setting").replace_strict(order, default=9, return_dtype=pl.Int64),
             "method",
         ]
@@ -140,12 +145,11 @@ def table2(summary: pl.DataFrame) -> pl.DataFrame:
 
 def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
     """Mean ± std over seeds per model; with optimal, each method's gap to it in brackets."""
-    titles = {"top1": "Top-1 accuracy (%)", "loss": "Cross-entropy loss"}
     lines = []
-    for metric, title in titles.items():
-        lines += [f"### {title}", "", "| | | " + " | ".join(models) + " |"]
+    for metric in metrics.METRICS:
+        lines += [f"### {metric.title}", "", "| | | " + " | ".join(models) + " |"]
         lines.append("|---|---|" + "---|" * len(models))
-        for row in table.filter(pl.col("metric") == metric).iter_rows(named=True):
+        for row in table.filter(pl.col("metric") == metric.name).iter_rows(named=True):
             spread = row["setting"] != "baseline"  # one clean evaluation: no spread to show
             cells = [
                 _cell(row.get(f"mean_{m}"), row.get(f"std_{m}"), row.get(f"gap_{m}"), spread)
@@ -154,10 +158,11 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
             lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
         lines.append("")
     if any(table[c].is_not_null().any() for c in table.columns if c.startswith("gap_")):
+        units = ", ".join(f"{m.label} in {m.unit}" for m in metrics.METRICS)
         lines.append(
             "Mean ± sample std over seeds (– where one seed leaves it undefined); [Δ] is the "
-            "method's mean minus optimal's at the same setting (top-1 in percentage points, "
-            "CE in nats); - where a method was not run. Intervals: comparison.md."
+            f"method's mean minus optimal's at the same setting ({units}); - where a method was "
+            "not run. Intervals: comparison.md."
         )
     return "\n".join(lines)
 
@@ -179,23 +184,29 @@ def _cell(
 
 
 def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
-    """Top-1 and CE against fraction ablated, one line per method, a band of +- one std."""
+    """Each metric (a panel per ``metrics.METRICS`` entry, in its order) against fraction
+    ablated, one line per method, a band of +- one std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     data = summary.filter(pl.col("model") == model)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    panels = metrics.METRICS
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True, squeeze=False
+    )
+    axes = axes[0]
     for (method,), group in sorted(data.group_by("method"), key=lambda g: g[0][0]):
         group = group.sort("fraction")
         x = group["fraction"].to_numpy() * 100
-        for ax, metric in zip(axes, ("top1", "loss"), strict=True):
-            mean, std = group[f"{metric}_mean"].to_numpy(), group[f"{metric}_std"].to_numpy()
+        for ax, metric in zip(axes, panels, strict=True):
+            mean = group[f"{metric.name}_mean"].to_numpy()
+            std = group[f"{metric.name}_std"].to_numpy()
             (line,) = ax.plot(x, mean, marker="o", markersize=3, label=method)
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    axes[0].set_ylabel("top-1 accuracy (%)")
-    axes[1].set_ylabel("cross-entropy loss")
+    for ax, metric in zip(axes, panels, strict=True):
+        ax.set_ylabel(metric.axis_label)
     for ax in axes:
         ax.set_xlabel("attention pre-out neurons ablated (%)")
         ax.grid(alpha=0.3)

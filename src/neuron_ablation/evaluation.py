@@ -12,8 +12,8 @@ What is scored, per task:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from neuron_ablation import metrics
 from neuron_ablation.ablation import folded_constant_ablation
 from neuron_ablation.architectures import masked_lm_head
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
+
+log = logging.getLogger("neuron_ablation")
 
 
 @dataclass
@@ -70,18 +73,21 @@ class Score:
         self.n += per_n.tolist()
 
     def result(self) -> dict[str, Any]:
-        """Totals (``top1``, ``loss``, ``n_tokens``) and the per-sequence lists they come from."""
+        """Every registered metric (``metrics.METRICS``: ``top1``, ``loss``), ``n_tokens`` and
+        the per-sequence lists they come from.
+
+        The lists are keyed by each metric's ``numerator`` (and ``seq_n``); a new metric adds its
+        per-sequence sum here, as a field filled in :meth:`add`.
+        """
         n = sum(self.n)
         if n == 0:
             raise ValueError("no predictions were scored")
-        return {
-            "top1": sum(self.correct) / n,
-            "loss": math.fsum(self.loss_sum) / n,
-            "n_tokens": n,
+        sequence_lists = {
             "seq_loss_sum": self.loss_sum,
             "seq_correct": self.correct,
-            "seq_n": self.n,
+            metrics.COUNT_KEY: self.n,
         }
+        return metrics.totals(sequence_lists) | {"n_tokens": n} | sequence_lists
 
 
 Predictions = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -179,3 +185,195 @@ def evaluate_constant_ablation(
     with folded_constant_ablation(model, ablate, values):
         result = evaluate(model, columns, task, batch_size, desc=desc)
     return result | {"n_ablated": int(sum(int(mask.sum()) for mask in ablate))}
+
+
+# --- one evaluation job: a (model, method, seed) at every requested fraction -----------------
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """What the ``evaluate`` command (one Snakemake job) scores, and where the results go.
+
+    ``outputs[i]`` receives the result at ``fractions[i]``. Which of ``stats``, ``bank`` and
+    ``optimal`` is needed follows from the method (:mod:`neuron_ablation.methods`).
+    """
+
+    model_name: str
+    model_source: str
+    task: str
+    tokens: str
+    method: str
+    seed: int
+    selection: str
+    fractions: tuple[float, ...]
+    outputs: tuple[str, ...]
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "float32"
+    stats: str | None = None
+    bank: str | None = None
+    optimal: str | None = None
+    baseline: str | None = None
+    """The clean result, reused where nothing is ablated (fraction 0)."""
+    sweep_items: int | None = None
+    """Score fractions outside ``focus`` on the first ``sweep_items`` rows only."""
+    focus: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.fractions) != len(self.outputs):
+            raise ValueError(
+                f"--fraction and --out must pair up: got {len(self.fractions)} fractions and "
+                f"{len(self.outputs)} output paths"
+            )
+
+    def meta(self, fraction: float) -> dict[str, Any]:
+        """What a result carries about itself, so nothing reads it back from the path."""
+        return {"model": self.model_name, "method": self.method, "seed": self.seed,
+                "fraction": fraction}  # fmt: skip
+
+    def scored_columns(self, columns: dict[str, np.ndarray], fraction: float) -> dict:
+        """All evaluation rows for a focus fraction, else the first ``sweep_items`` of them."""
+        focus = any(abs(fraction - f) < 1e-9 for f in self.focus)
+        if self.sweep_items is None or focus:
+            return columns
+        return {name: values[: self.sweep_items] for name, values in columns.items()}
+
+
+Scorer = Callable[[Sequence[torch.Tensor], float, str], dict[str, Any]]
+"""(ablation masks per layer, fraction, progress label) -> result."""
+
+
+def run_evaluation_job(job: EvaluationJob) -> None:
+    """Score ``job`` at every fraction, loading the model once; write one JSON per fraction.
+
+    Nothing is ablated at fraction 0 (``round(0 * width) == 0``): there the clean baseline,
+    computed once per model, is reused when given. Every input is read and checked before the
+    first result is written.
+    """
+    from neuron_ablation.integrity import read_result
+    from neuron_ablation.io import write_json
+    from neuron_ablation.selection import ablation_masks, read_ranks
+
+    pairs = list(zip(job.fractions, job.outputs, strict=True))
+    reused = [(f, out) for f, out in pairs if f == 0.0 and job.baseline]
+    pending = [pair for pair in pairs if pair not in reused]
+    score = method_scorer(job) if pending else None
+    ranks = read_ranks(job.selection) if pending else None
+    for fraction, out in reused:
+        write_json(out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0})
+        log.info("fraction 0 ablates nothing: reused %s -> %s", job.baseline, out)
+    for fraction, out in pending:
+        desc = f"{job.method} seed {job.seed} frac {fraction:.2f}"
+        result = score(ablation_masks(ranks, fraction), fraction, desc)
+        write_json(out, result | job.meta(fraction))
+        log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
+
+
+def method_scorer(job: EvaluationJob) -> Scorer:
+    """The scorer of ``job.method`` on the loaded model and evaluation inputs."""
+    from neuron_ablation.methods import method
+
+    spec = method(job.method)
+    if spec.needs_bank:
+        return _resample_scorer(job)
+    if spec.needs_training:
+        return _optimal_scorer(job)
+    return _constant_scorer(job, spec.needs_statistics)
+
+
+def _load(job: EvaluationJob) -> tuple[nn.Module, dict[str, np.ndarray]]:
+    from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.models import load_model
+
+    return load_model(job.model_source, job.task, job.device, job.dtype), read_model_inputs(
+        job.tokens
+    )
+
+
+def _constant_scorer(job: EvaluationJob, needs_statistics: bool) -> Scorer:
+    from neuron_ablation.architectures import neuron_widths
+    from neuron_ablation.statistics import ablation_constants
+
+    if needs_statistics and not job.stats:
+        raise ValueError(f"--method {job.method} needs --stats (results/<model>/stats.zarr)")
+    # Read before the model loads: a damaged store stops the job before any compute.
+    constants = ablation_constants(job.stats, job.method) if needs_statistics else None
+    model, columns = _load(job)
+    if constants is None:  # zero
+        constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
+    return _folded_scorer(job, model, columns, lambda masks, fraction: constants)
+
+
+def _optimal_scorer(job: EvaluationJob) -> Scorer:
+    from neuron_ablation.optimal import fold_values, read_constants
+
+    if not job.optimal:
+        raise ValueError("--method optimal needs --optimal (results/<model>/optimal/seed<s>.zarr)")
+    constants = {f: read_constants(job.optimal, f) for f in job.fractions if f > 0}
+    model, columns = _load(job)
+    return _folded_scorer(
+        job, model, columns, lambda masks, fraction: fold_values(constants[fraction], masks)
+    )
+
+
+def _folded_scorer(
+    job: EvaluationJob,
+    model: nn.Module,
+    columns: dict[str, np.ndarray],
+    values_at: Callable[[Sequence[torch.Tensor], float], Sequence[torch.Tensor]],
+) -> Scorer:
+    """A scorer that folds constants (per layer float [neuron], from ``values_at(masks,
+    fraction)``) into the output projections."""
+
+    def score(masks: Sequence[torch.Tensor], fraction: float, desc: str) -> dict[str, Any]:
+        inputs = job.scored_columns(columns, fraction)
+        values = values_at(masks, fraction)
+        return evaluate_constant_ablation(
+            model, inputs, job.task, masks, values, job.batch_size, desc=desc
+        )
+
+    return score
+
+
+def _resample_scorer(job: EvaluationJob) -> Scorer:
+    from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
+
+    if not job.bank:
+        raise ValueError(f"--method {job.method} needs --bank (results/<model>/resample/*.h5)")
+    bank = read_bank(job.bank)
+    if bank.attrs.get("source") != source_of(job.method):
+        raise ValueError(
+            f"{job.bank} is a bank of source {bank.attrs.get('source')!r}, but --method "
+            f"{job.method} needs source {source_of(job.method)!r}"
+        )
+    model, columns = _load(job)
+
+    def score(masks: Sequence[torch.Tensor], fraction: float, desc: str) -> dict[str, Any]:
+        inputs = job.scored_columns(columns, fraction)
+        return evaluate_resample_ablation(
+            model, inputs, job.task, masks, bank, job.batch_size, desc=desc
+        )
+
+    return score
+
+
+def run_baseline(
+    model_name: str,
+    model_source: str,
+    task: str,
+    tokens: str,
+    out: str,
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Score the clean model and write ``out``; returns the result."""
+    from neuron_ablation.io import read_model_inputs, write_json
+    from neuron_ablation.models import load_model
+
+    model = load_model(model_source, task, device, dtype)
+    result = evaluate(model, read_model_inputs(tokens), task, batch_size)
+    result |= {"model": model_name, "n_ablated": 0}
+    write_json(out, result)
+    log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
+    return result

@@ -32,6 +32,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from neuron_ablation.io import write_arrow
+from neuron_ablation.sources import load_image_set, parse_source
 from neuron_ablation.tokenization import NotEnoughDataError, collection_split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -48,14 +49,12 @@ def iter_labelled_images(
     split_seed: int = 0,
 ) -> Iterator[tuple[object, int]]:
     """(PIL image or uint8 array, label) pairs of ``part`` ("stats" or "eval") of a source."""
-    if source.startswith("embedded:"):
-        from neuron_ablation.demo_models import load_image_dataset
-
-        name = source.removeprefix("embedded:")
-        images, labels, _ = load_image_dataset(name, "train" if part == "stats" else "test")
+    kind = parse_source(source).kind
+    if kind == "embedded":
+        images, labels, _ = load_image_set(source, "train" if part == "stats" else "test")
         order = np.random.default_rng(split_seed).permutation(len(images))
         yield from ((images[i], int(labels[i])) for i in order)
-    elif Path(source).is_dir():
+    elif kind == "local":
         files, labels = folder_images(Path(source), label2id)
         chosen = collection_split(len(files), part, eval_share, split_seed)
         order = np.random.default_rng(split_seed).permutation(chosen)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shlex
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuron_ablation import paths
 from neuron_ablation.methods import statistics_methods
 
 RESULT_KEYS = ("top1", "loss", "n_tokens", "n_ablated")
@@ -62,10 +62,6 @@ INTEGRITY_ATTR = "integrity"
 """Store attribute written by stores whose every chunk is stored (``write_empty_chunks``)."""
 MISSING_CHUNKS = "is missing chunks:"
 CHECKABLE_CHUNKS = "every chunk stored (also all-zero ones), each with a zstd checksum"
-EVAL_RESULT = re.compile(
-    r"eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/frac(?P<fraction>[0-9.]+)\.json$"
-)
-SELECTION = re.compile(r"selection/seed(?P<seed>\d+)\.zarr$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 
@@ -138,18 +134,9 @@ def check_result(path: str | os.PathLike, payload: Any) -> dict[str, Any]:
     if not 0.0 <= payload["top1"] <= 1.0:
         raise DamagedArtifact(path, f"top1 is {payload['top1']!r}, outside [0, 1]")
     _check_sequence_scores(path, payload)
-    match = EVAL_RESULT.search(Path(path).as_posix())
-    if match:
-        expected = {
-            "method": match["method"],
-            "seed": int(match["seed"]),
-            "fraction": float(match["fraction"]),
-        }
-        for key, value in expected.items():
-            if key in payload and not _same(payload[key], value):
-                raise DamagedArtifact(
-                    path, f"{key} is {payload[key]!r}, but the path says {value!r}"
-                )
+    for key, value in (paths.eval_result_fields(path) or {}).items():
+        if key in payload and not _same(payload[key], value):
+            raise DamagedArtifact(path, f"{key} is {payload[key]!r}, but the path says {value!r}")
     return payload
 
 
@@ -369,10 +356,9 @@ def read_selection_ranks(path: str | os.PathLike):
             raise DamagedArtifact(
                 path, f"the ranks of layer {layer} are not a permutation of 0..{width - 1}"
             )
-    match = SELECTION.search(Path(path).as_posix())
-    seed = group.attrs.get("seed")
-    if match and seed is not None and int(match["seed"]) != seed:
-        raise DamagedArtifact(path, f"it holds seed {seed}, but the path says {match['seed']}")
+    path_seed, seed = paths.selection_seed(path), group.attrs.get("seed")
+    if path_seed is not None and seed is not None and path_seed != seed:
+        raise DamagedArtifact(path, f"it holds seed {seed}, but the path says {path_seed}")
     return ranks.astype(np.int64)
 
 
@@ -635,31 +621,25 @@ def _check_table(path: Path) -> None:
     read_csv_table(path, TABLE_COLUMNS.get(suffix, []))
 
 
-ARTIFACT_KINDS: list[tuple[str, re.Pattern[str], Callable[[Path], Any]]] = [
-    ("token file", re.compile(r"/tokens/(stats|eval)\.arrow$"), _check_tokens),
-    ("statistics store", re.compile(r"/stats\.zarr$"), lambda p: open_statistics_store(p, True)),
-    ("selection", re.compile(r"/selection/seed\d+\.zarr$"), read_selection_ranks),
-    (
-        "optimal constants",
-        re.compile(r"/optimal/seed\d+\.zarr$"),
-        lambda p: open_optimal_store(p, True),
-    ),
-    ("resampling inputs", re.compile(r"/resample/[^/]+\.inputs\.arrow$"), _check_resample_inputs),
-    ("resampling bank", re.compile(r"/resample/[^/]+\.h5$"), check_bank),
-    ("evaluation result", re.compile(r"/eval/(.+/)?[^/]+\.json$"), read_result),
-    ("table", re.compile(r"/tables/[^/]+\.csv$"), _check_table),
-    ("per-sequence table", re.compile(r"/tables/[^/]+\.parquet$"), read_sequence_table),
-    ("markdown table", re.compile(r"/tables/[^/]+\.md$"), check_text),
-    ("figure", re.compile(r"/figures/[^/]+\.png$"), check_png),
-]
+ARTIFACT_CHECKS: dict[str, Callable[[Path], Any]] = {
+    "token file": _check_tokens,
+    "statistics store": lambda p: open_statistics_store(p, True),
+    "selection": read_selection_ranks,
+    "optimal constants": lambda p: open_optimal_store(p, True),
+    "resampling inputs": _check_resample_inputs,
+    "resampling bank": check_bank,
+    "evaluation result": read_result,
+    "table": _check_table,
+    "per-sequence table": read_sequence_table,
+    "markdown table": check_text,
+    "figure": check_png,
+}
+"""How each kind of artifact (:data:`neuron_ablation.paths.ARTIFACT_PATTERNS`) is checked."""
 
 
 def artifact_kind(path: Path) -> tuple[str, Callable[[Path], Any]] | None:
-    posix = "/" + Path(path).as_posix().lstrip("/")
-    for kind, pattern, check in ARTIFACT_KINDS:
-        if pattern.search(posix):
-            return kind, check
-    return None
+    kind = paths.artifact_kind(path)
+    return None if kind is None else (kind, ARTIFACT_CHECKS[kind])
 
 
 def iter_artifacts(root: Path) -> Iterator[Path]:
@@ -691,7 +671,7 @@ class VerifyReport:
 
     def format(self, root: str | os.PathLike) -> str:
         total = sum(self.checked.values())
-        order = [kind for kind, _, _ in ARTIFACT_KINDS]
+        order = list(ARTIFACT_CHECKS)
         counts = sorted(self.checked.items(), key=lambda item: order.index(item[0]))
         kinds = ", ".join(f"{kind}: {n}" for kind, n in counts) or "none"
         lines = [f"checked {total} artifacts under {root} ({kinds}): {len(self.damaged)} damaged"]

@@ -45,17 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from neuron_ablation.architectures import ARCHITECTURES
-from neuron_ablation.assets import EMBEDDED_PREFIX, WHEELS
 from neuron_ablation.bins import BinGrid
 from neuron_ablation.config import ConfigError, input_count, model_methods
+from neuron_ablation.sources import dataset_path, embedded_asset, model_path, parse_source
 from neuron_ablation.tokenization import (
     LOCAL_SUFFIXES,
     DatasetFormatError,
     n_sequences_for,
 )
-
-EMBEDDED_MODEL_DIR = Path("resources/models")
-EMBEDDED_TEXT_DIR = Path("resources/datasets")
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -89,25 +86,6 @@ class Findings:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- sources
-
-
-def embedded_asset(source: str) -> str | None:
-    return source.removeprefix(EMBEDDED_PREFIX) if source.startswith(EMBEDDED_PREFIX) else None
-
-
-def model_path(source: str) -> str:
-    """What ``from_pretrained`` loads: a hub id, a local directory, or an embedded model's."""
-    asset = embedded_asset(source)
-    return str(EMBEDDED_MODEL_DIR / asset) if asset else source
-
-
-def dataset_path(source: str) -> str:
-    """A hub id, a local path, an embedded text asset's jsonl, or ``embedded:<image set>``."""
-    asset = embedded_asset(source)
-    return str(EMBEDDED_TEXT_DIR / f"{asset}.jsonl") if asset in WHEELS else source
 
 
 # ----------------------------------------------------------------------------- model configs
@@ -870,7 +848,7 @@ def _check_datasets(
         if not users:
             continue
         source = dataset_path(dataset["source"])
-        if dataset["source"].startswith(EMBEDDED_PREFIX) and not _is_local(source):
+        if parse_source(dataset["source"]).kind == "embedded" and not _is_local(source):
             continue  # built or read in place by the pipeline (image sets are checked already)
         if not _is_local(source):
             check_hub_dataset(f"datasets.{name}.source", source, hub, findings)

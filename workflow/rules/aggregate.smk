@@ -6,31 +6,31 @@ rule tables:
         [path for model in MODELS for path in model_eval_results(model)],
     output:
         ablation=report(
-            f"{RESULTS}/tables/ablation.csv",
+            paths.table("ablation.csv"),
             caption="../report/ablation.rst",
             category="Ablation",
             subcategory="Tables",
             labels={"table": "all evaluations"},
         ),
-        sequences=f"{RESULTS}/tables/sequences.parquet",
+        sequences=paths.table("sequences.parquet"),
         table2=report(
-            f"{RESULTS}/tables/table2.csv",
+            paths.table("table2.csv"),
             caption="../report/table2.rst",
             category="Ablation",
             subcategory="Tables",
             labels={"table": "Table 2 (csv)"},
         ),
         table2_md=report(
-            f"{RESULTS}/tables/table2.md",
+            paths.table("table2.md"),
             caption="../report/table2_md.rst",
             category="Ablation",
             subcategory="Tables",
             labels={"table": "Table 2 (markdown)"},
         ),
     log:
-        f"{LOGS}/tables.log",
+        paths.log("tables"),
     benchmark:
-        f"{BENCH}/tables.tsv"
+        paths.benchmark("tables")
     conda:
         ENV
     params:
@@ -44,16 +44,16 @@ rule figure:
         lambda w: model_eval_results(w.model),
     output:
         report(
-            f"{RESULTS}/figures/{{model}}.png",
+            paths.figure("{model}"),
             caption="../report/figure.rst",
             category="Ablation",
             subcategory="Figures",
             labels={"model": "{model}", "figure": "top-1 and CE against fraction"},
         ),
     log:
-        f"{LOGS}/figure/{{model}}.log",
+        paths.log("figure", "{model}"),
     benchmark:
-        f"{BENCH}/figure/{{model}}.tsv"
+        paths.benchmark("figure", "{model}")
     conda:
         ENV
     shell:

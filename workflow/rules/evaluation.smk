@@ -7,11 +7,11 @@ rule select_neurons:
     input:
         model_inputs,
     output:
-        directory(f"{RESULTS}/{{model}}/selection/seed{{seed}}.zarr"),
+        directory(paths.selection("{model}", "{seed}")),
     log:
-        f"{LOGS}/select_neurons/{{model}}_seed{{seed}}.log",
+        paths.log("select_neurons", "{model}_seed{seed}"),
     benchmark:
-        f"{BENCH}/select_neurons/{{model}}_seed{{seed}}.tsv"
+        paths.benchmark("select_neurons", "{model}_seed{seed}")
     conda:
         ENV
     params:
@@ -25,13 +25,13 @@ rule select_neurons:
 rule baseline:
     input:
         model=model_inputs,
-        tokens=f"{RESULTS}/{{model}}/tokens/eval.arrow",
+        tokens=paths.tokens("{model}", "eval"),
     output:
-        f"{RESULTS}/{{model}}/eval/baseline.json",
+        paths.baseline("{model}"),
     log:
-        f"{LOGS}/baseline/{{model}}.log",
+        paths.log("baseline", "{model}"),
     benchmark:
-        f"{BENCH}/baseline/{{model}}.tsv"
+        paths.benchmark("baseline", "{model}")
     conda:
         ENV
     threads: 1
@@ -45,8 +45,8 @@ rule baseline:
         runtime=lambda w: runtime_args(w.model),
     shell:
         "neuron-ablation baseline --model-source={params.model:q} --task {params.task:q}"
-        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q} --out {output:q}"
-        " > {log:q} 2>&1"
+        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
+        " --model-name={wildcards.model:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -54,13 +54,13 @@ rule evaluate:
         unpack(evaluate_inputs),
     output:
         [
-            eval_result("{model}", "{method}", "{seed}", fraction)
+            paths.eval_result("{model}", "{method}", "{seed}", fraction)
             for fraction in FRACTIONS
         ],
     log:
-        f"{LOGS}/evaluate/{{model}}/{{method}}_seed{{seed}}.log",
+        paths.log("evaluate", "{model}/{method}_seed{seed}"),
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{method}}_seed{{seed}}.tsv"
+        paths.benchmark("evaluate", "{model}/{method}_seed{seed}")
     wildcard_constraints:
         method=_alternatives(
             m for m in config["methods"] if not method_spec(m).needs_training
@@ -82,7 +82,7 @@ rule evaluate:
     shell:
         "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
-        " --method {wildcards.method:q} --seed {wildcards.seed:q}"
+        " --model-name={wildcards.model:q} --method {wildcards.method:q} --seed {wildcards.seed:q}"
         " --fraction {params.fractions:q} --selection {input.selection:q} {params.optional:q}"
         " {params.sweep:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -5,15 +5,15 @@
 rule optimal:
     input:
         model=model_inputs,
-        tokens=f"{RESULTS}/{{model}}/tokens/stats.arrow",
-        stats=f"{RESULTS}/{{model}}/stats.zarr",
-        selection=f"{RESULTS}/{{model}}/selection/seed{{seed}}.zarr",
+        tokens=paths.tokens("{model}", "stats"),
+        stats=paths.stats("{model}"),
+        selection=paths.selection("{model}", "{seed}"),
     output:
-        directory(f"{RESULTS}/{{model}}/optimal/seed{{seed}}.zarr"),
+        directory(paths.optimal("{model}", "{seed}")),
     log:
-        f"{LOGS}/optimal/{{model}}_seed{{seed}}.log",
+        paths.log("optimal", "{model}_seed{seed}"),
     benchmark:
-        f"{BENCH}/optimal/{{model}}_seed{{seed}}.tsv"
+        paths.benchmark("optimal", "{model}_seed{seed}")
     conda:
         ENV
     threads: 1
@@ -44,11 +44,14 @@ rule evaluate_optimal:
     input:
         unpack(evaluate_optimal_inputs),
     output:
-        [eval_result("{model}", "optimal", "{seed}", f) for f in OPTIMAL_FRACTIONS],
+        [
+            paths.eval_result("{model}", "optimal", "{seed}", f)
+            for f in OPTIMAL_FRACTIONS
+        ],
     log:
-        f"{LOGS}/evaluate/{{model}}/optimal_seed{{seed}}.log",
+        paths.log("evaluate", "{model}/optimal_seed{seed}"),
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/optimal_seed{{seed}}.tsv"
+        paths.benchmark("evaluate", "{model}/optimal_seed{seed}")
     conda:
         ENV
     threads: 1
@@ -69,6 +72,7 @@ rule evaluate_optimal:
         "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} --batch-size {params.batch_size:q}"
         " --device {params.device:q} --dtype {params.dtype:q} --threads {threads:q}"
-        " --method optimal --seed {wildcards.seed:q} --fraction {params.fractions:q}"
+        " --model-name={wildcards.model:q} --method optimal --seed {wildcards.seed:q}"
+        " --fraction {params.fractions:q}"
         " --selection {input.selection:q} {params.optional:q} {params.sweep:q}"
         " --out {output:q} > {log:q} 2>&1"

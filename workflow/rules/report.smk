@@ -7,26 +7,26 @@ report: "../report/workflow.rst"
 
 rule neurons:
     input:
-        f"{RESULTS}/{{model}}/stats.zarr",
+        paths.stats("{model}"),
     output:
         figure=report(
-            f"{RESULTS}/figures/{{model}}_neurons.png",
+            paths.neurons_figure("{model}"),
             caption="../report/neurons.rst",
             category="Neurons",
             subcategory="{model}",
             labels={"model": "{model}", "content": "Figure 1: neuron distributions"},
         ),
         csv=report(
-            f"{RESULTS}/tables/{{model}}_top_neurons.csv",
+            paths.top_neurons("{model}"),
             caption="../report/top_neurons.rst",
             category="Neurons",
             subcategory="{model}",
             labels={"model": "{model}", "content": "most atypical neurons (CSV)"},
         ),
     log:
-        f"{LOGS}/neurons/{{model}}.log",
+        paths.log("neurons", "{model}"),
     benchmark:
-        f"{BENCH}/neurons/{{model}}.tsv"
+        paths.benchmark("neurons", "{model}")
     conda:
         ENV
     params:
@@ -39,25 +39,25 @@ rule neurons:
 
 rule compare:
     input:
-        ablation=f"{RESULTS}/tables/ablation.csv",
-        sequences=f"{RESULTS}/tables/sequences.parquet",
+        ablation=paths.table("ablation.csv"),
+        sequences=paths.table("sequences.parquet"),
     output:
         csv=report(
-            f"{RESULTS}/tables/comparison.csv",
+            paths.table("comparison.csv"),
             caption="../report/comparison.rst",
             category="Comparison",
             labels={"table": "paired differences"},
         ),
         markdown=report(
-            f"{RESULTS}/tables/comparison.md",
+            paths.table("comparison.md"),
             caption="../report/comparison_md.rst",
             category="Comparison",
             labels={"table": "verdict per model"},
         ),
     log:
-        f"{LOGS}/compare.log",
+        paths.log("compare"),
     benchmark:
-        f"{BENCH}/compare.tsv"
+        paths.benchmark("compare")
     conda:
         ENV
     params:

@@ -7,11 +7,11 @@ rule resample_inputs:
     input:
         resample_inputs_inputs,
     output:
-        f"{RESULTS}/{{model}}/resample/{{source}}.inputs.arrow",
+        paths.resample_inputs("{model}", "{source}"),
     log:
-        f"{LOGS}/resample_inputs/{{model}}_{{source}}.log",
+        paths.log("resample_inputs", "{model}_{source}"),
     benchmark:
-        f"{BENCH}/resample_inputs/{{model}}_{{source}}.tsv"
+        paths.benchmark("resample_inputs", "{model}_{source}")
     wildcard_constraints:
         source=RESAMPLE_SOURCES,
     conda:
@@ -38,13 +38,13 @@ rule resample_inputs:
 rule resample_bank:
     input:
         model=model_inputs,
-        inputs=f"{RESULTS}/{{model}}/resample/{{source}}.inputs.arrow",
+        inputs=paths.resample_inputs("{model}", "{source}"),
     output:
-        f"{RESULTS}/{{model}}/resample/{{source}}.h5",
+        paths.resample_bank("{model}", "{source}"),
     log:
-        f"{LOGS}/resample_bank/{{model}}_{{source}}.log",
+        paths.log("resample_bank", "{model}_{source}"),
     benchmark:
-        f"{BENCH}/resample_bank/{{model}}_{{source}}.tsv"
+        paths.benchmark("resample_bank", "{model}_{source}")
     wildcard_constraints:
         source=RESAMPLE_SOURCES,
     conda:

@@ -4,13 +4,13 @@
 rule statistics:
     input:
         model=model_inputs,
-        tokens=f"{RESULTS}/{{model}}/tokens/stats.arrow",
+        tokens=paths.tokens("{model}", "stats"),
     output:
-        directory(f"{RESULTS}/{{model}}/stats.zarr"),
+        directory(paths.stats("{model}")),
     log:
-        f"{LOGS}/statistics/{{model}}.log",
+        paths.log("statistics", "{model}"),
     benchmark:
-        f"{BENCH}/statistics/{{model}}.tsv"
+        paths.benchmark("statistics", "{model}")
     conda:
         ENV
     threads: machine_threads

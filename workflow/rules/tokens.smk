@@ -5,11 +5,11 @@ rule tokenize:
     input:
         tokenize_inputs,
     output:
-        f"{RESULTS}/{{model}}/tokens/{{part}}.arrow",
+        paths.tokens("{model}", "{part}"),
     log:
-        f"{LOGS}/tokenize/{{model}}_{{part}}.log",
+        paths.log("tokenize", "{model}_{part}"),
     benchmark:
-        f"{BENCH}/tokenize/{{model}}_{{part}}.tsv"
+        paths.benchmark("tokenize", "{model}_{part}")
     conda:
         ENV
     params:

