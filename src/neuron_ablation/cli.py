@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import inspect
 import logging
 import os
 import sys
-import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from neuron_ablation import methods
@@ -19,141 +21,18 @@ from neuron_ablation.paths import stats_store
 log = logging.getLogger("neuron_ablation")
 
 
-def _tokenize(args: argparse.Namespace) -> None:
-    split_options = {
-        "stats_split": args.stats_split,
-        "eval_split": args.eval_split,
-        "eval_share": args.eval_share,
-        "split_seed": args.split_seed,
-    }
-    if args.task == "image-classification":
-        from neuron_ablation.images import write_image_inputs
-        from neuron_ablation.tokenization import NotEnoughDataError
+def _stage(target: str) -> Callable[[argparse.Namespace], None]:
+    """The handler of a command that is one call: ``module:function`` called with the parsed
+    options of the same names (imported when the command runs, so ``--help`` stays fast)."""
 
-        try:
-            table = write_image_inputs(
-                args.model_source, args.dataset_source, args.part, args.out, args.n, **split_options
-            )
-        except NotEnoughDataError as error:
-            raise NotEnoughDataError(
-                f"the {args.part} part of {args.dataset_source}: {error}. In the config: lower "
-                f"{args.part}.n_images (or the model's own {args.part}.n_images)"
-            ) from None
-        log.info("wrote %d images to %s", table.num_rows, args.out)
-        return
+    def handler(args: argparse.Namespace) -> None:
+        module, name = target.split(":")
+        function = getattr(importlib.import_module(f"neuron_ablation.{module}"), name)
+        options = inspect.signature(function).parameters
+        function(**{option: getattr(args, option) for option in options if hasattr(args, option)})
 
-    from neuron_ablation.models import load_tokenizer
-    from neuron_ablation.tokenization import NotEnoughDataError, iter_documents, tokenize_text
-
-    _check_seq_len(args.model_source, args.seq_len, "the model's seq_len")
-    documents = iter_documents(
-        args.dataset_source, args.part, text_field=args.text_field, **split_options
-    )
-    masked_eval = args.task == "masked-lm" and args.part == "eval"
-    try:
-        table = tokenize_text(
-            load_tokenizer(args.model_source),
-            documents,
-            args.out,
-            n_tokens=args.n,
-            seq_len=args.seq_len,
-            mask_seed=args.mask_seed if masked_eval else None,
-            metadata={"dataset": args.dataset_source, "part": args.part, "seq_len": args.seq_len},
-        )
-    except NotEnoughDataError as error:
-        raise NotEnoughDataError(
-            f"the {args.part} part of {args.dataset_source}: {error}. In the config: lower "
-            f"{args.part}.n_tokens (or the model's own {args.part}.n_tokens) or seq_len, or use "
-            "a larger dataset"
-        ) from None
-    log.info("wrote %d sequences of %d tokens to %s", table.num_rows, args.seq_len, args.out)
-
-
-def _check_seq_len(model_source: str, seq_len: int, field: str) -> None:
-    """Positions are known once the model's config is read: stop before any compute."""
-    from transformers import AutoConfig
-
-    from neuron_ablation.preflight import seq_len_problem
-
-    problem = seq_len_problem(AutoConfig.from_pretrained(model_source).to_dict(), seq_len)
-    if problem:
-        raise ValueError(f"--seq-len ({field} in the config): {problem}")
-
-
-def _statistics(args: argparse.Namespace) -> None:
-    from neuron_ablation.histogram import BinGrid
-    from neuron_ablation.statistics import collect_statistics, write_statistics
-
-    grid = BinGrid.covering(args.bin_width, *args.range)
-    model, columns = _load_model_and_inputs(args)
-    started = time.perf_counter()
-    histograms = collect_statistics(model, columns, grid, args.batch_size)
-    attrs = {
-        "model": args.model_name,
-        "model_source": args.model_source,
-        "dataset": args.dataset_name,
-        "n_tokens": histograms[0].count,
-        "dtype": args.dtype,
-    }
-    seconds = time.perf_counter() - started  # logged, not stored: equal runs give equal stores
-    write_statistics(args.out, histograms, attrs)
-    log.info(
-        "wrote %s (%d tokens, %d bins, %.1f s)", args.out, histograms[0].count, grid.n_bins, seconds
-    )
-
-
-def _select(args: argparse.Namespace) -> None:
-    from neuron_ablation.models import neuron_widths_of
-    from neuron_ablation.selection import neuron_ranks, write_selection
-
-    ranks = neuron_ranks(neuron_widths_of(args.model_source, args.task), args.seed)
-    write_selection(args.out, ranks, args.seed)
-    log.info("wrote %s", args.out)
-
-
-def _optimal(args: argparse.Namespace) -> None:
-    """Learn the optimal constants of one seed at every requested fraction."""
-    from neuron_ablation.io import read_model_inputs
-    from neuron_ablation.optimal import (
-        OptimalSettings,
-        masked_lm_corruption,
-        require_statistics_split,
-        train_store,
-        write_optimal,
-    )
-    from neuron_ablation.selection import read_ranks
-    from neuron_ablation.statistics import open_statistics
-
-    require_statistics_split(args.tokens)
-    settings = OptimalSettings(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        lr=args.lr,
-        seed=args.seed,
-    )
-    ranks, stats = read_ranks(args.selection), open_statistics(args.stats)
-    corruption = masked_lm_corruption(args.model_source) if args.task == "masked-lm" else None
-    from neuron_ablation.models import load_model
-
-    model = load_model(args.model_source, args.task, args.device, args.dtype)
-    columns = read_model_inputs(args.tokens)
-    constants, losses, attrs = train_store(
-        model, columns, args.task, ranks, stats, args.fraction, settings, corruption
-    )
-    attrs |= {"model": args.model_name, "model_source": args.model_source, "dtype": args.dtype}
-    write_optimal(args.out, args.fraction, constants, losses, attrs)
-    for fraction, curve in zip(args.fraction, losses, strict=True):
-        log.info("frac %.2f: loss %.4f -> %.4f", fraction, curve[0], curve[-1])
-    log.info("wrote %s", args.out)
-
-
-def _load_model_and_inputs(args: argparse.Namespace):
-    from neuron_ablation.io import read_model_inputs
-    from neuron_ablation.models import load_model
-
-    model = load_model(args.model_source, args.task, args.device, args.dtype)
-    return model, read_model_inputs(args.tokens)
+    handler.target = target  # for the test that parser and function agree
+    return handler
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -161,59 +40,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     names = [field.name for field in dataclasses.fields(EvaluationJob)]
     run_evaluation_job(EvaluationJob(**{name: getattr(args, name) for name in names}))
-
-
-def _resample_inputs(args: argparse.Namespace) -> None:
-    from neuron_ablation.resampling import ResampleSettings, generate_inputs, write_inputs
-
-    if args.source != "pixels":
-        _check_seq_len(args.model_source, args.seq_len, "resample.seq_len, else the model's")
-    settings = ResampleSettings(
-        source=args.source,
-        n_sequences=args.n_sequences,
-        seq_len=args.seq_len,
-        seed=args.seed,
-        space_probability=args.space_probability,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        generator=args.generator_source,
-    )
-    table, settings = generate_inputs(
-        args.model_source,
-        args.task,
-        settings,
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-    )
-    write_inputs(args.out, table)
-    log.info("wrote %d %s inputs to %s", table.num_rows, args.source, args.out)
-
-
-def _resample_bank(args: argparse.Namespace) -> None:
-    from neuron_ablation.io import read_arrow
-    from neuron_ablation.resampling import bank_attrs, inputs_settings, write_bank
-
-    settings = inputs_settings(read_arrow(args.tokens), args.tokens)
-    model, columns = _load_model_and_inputs(args)
-    attrs = bank_attrs(settings, args.model_name, args.model_source) | {"dtype": args.dtype}
-    write_bank(args.out, model, columns, attrs, args.batch_size)
-    log.info("wrote %s", args.out)
-
-
-def _baseline(args: argparse.Namespace) -> None:
-    from neuron_ablation.evaluation import run_baseline
-
-    run_baseline(
-        args.model_name,
-        args.model_source,
-        args.task,
-        args.tokens,
-        args.out,
-        args.batch_size,
-        args.device,
-        args.dtype,
-    )
 
 
 def _aggregate(args: argparse.Namespace) -> None:
@@ -329,30 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-share", type=float, default=0.2)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=_tokenize)
+    p.set_defaults(func=_stage("tokenization:write_model_inputs"))
 
     p = sub.add_parser("statistics", help="stage 2: per-neuron mean and histograms -> Zarr")
     _add_model_args(p)
     _add_runtime_args(p)
     p.add_argument("--bin-width", type=float, required=True)
-    p.add_argument("--range", type=float, nargs=2, default=[-10.0, 10.0], metavar=("LOW", "HIGH"))
+    p.add_argument(
+        "--range",
+        dest="value_range",
+        type=float,
+        nargs=2,
+        default=[-10.0, 10.0],
+        metavar=("LOW", "HIGH"),
+    )
     p.add_argument("--model-name", default="")
     p.add_argument("--dataset-name", default="")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=_statistics)
+    p.set_defaults(func=_stage("statistics:run_statistics"))
 
     p = sub.add_parser("select", help="stage 3: random nested neuron ranks for one seed -> Zarr")
     _add_model_args(p)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=_select)
+    p.set_defaults(func=_stage("selection:write_model_selection"))
 
     p = sub.add_parser("baseline", help="score the clean model")
     _add_model_args(p)
     _add_runtime_args(p)
     _add_model_name(p)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=_baseline)
+    p.set_defaults(func=_stage("evaluation:run_baseline"))
 
     p = sub.add_parser(
         "evaluate", help="stage 4: score one (method, seed) at one or more fractions"
@@ -398,13 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", required=True, help="statistics store (mean and spread)")
     p.add_argument("--selection", required=True, help="selection store of --seed")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--fraction", type=float, nargs="+", required=True, help="one or more")
+    p.add_argument(
+        "--fraction", dest="fractions", type=float, nargs="+", required=True, help="one or more"
+    )
     p.add_argument("--steps", type=int, default=40, help="Adam steps per fraction")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per training sequence")
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (units of std)")
     p.add_argument("--model-name", default="")
     p.add_argument("--out", required=True, help="Zarr store")
-    p.set_defaults(func=_optimal)
+    p.set_defaults(func=_stage("optimal:learn_optimal"))
 
     p = sub.add_parser("resample-inputs", help="seeded random inputs of one resampling source")
     _add_model_args(p)
@@ -423,14 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="Arrow IPC file")
-    p.set_defaults(func=_resample_inputs)
+    p.set_defaults(func=_stage("resampling:write_resample_inputs"))
 
     p = sub.add_parser("resample-bank", help="z of every layer on resampling inputs -> HDF5")
     _add_model_args(p)
     _add_runtime_args(p)
     p.add_argument("--model-name", default="")
     p.add_argument("--out", required=True, help="HDF5 file")
-    p.set_defaults(func=_resample_bank)
+    p.set_defaults(func=_stage("resampling:write_model_bank"))
 
     p = sub.add_parser("aggregate", help="stage 5: CSV and markdown tables of all results")
     p.add_argument("--tables", required=True, help="output directory")

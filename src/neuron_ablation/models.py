@@ -59,3 +59,15 @@ def neuron_widths_of(source: str, task: str) -> list[int]:
     with torch.device("meta"):
         model = auto.from_config(config)
     return neuron_widths(model)
+
+
+def check_seq_len(source: str, seq_len: int, field: str) -> None:
+    """Stop before any compute when ``seq_len`` exceeds the model's positions (known once its
+    config is read); ``field`` names the config value in the error."""
+    from transformers import AutoConfig
+
+    from neuron_ablation.preflight import seq_len_problem
+
+    problem = seq_len_problem(AutoConfig.from_pretrained(source).to_dict(), seq_len)
+    if problem:
+        raise ValueError(f"--seq-len ({field} in the config): {problem}")

@@ -33,6 +33,7 @@ fraction  (coordinate)              float64 the fractions trained
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ from neuron_ablation.integrity import (
     read_array,
 )
 from neuron_ablation.io import atomic_output
+
+log = logging.getLogger("neuron_ablation")
 
 PARAMETRISATION = "c = mean + std * u per ablated neuron, u = 0 (mean ablation) at the start"
 
@@ -377,3 +380,44 @@ def masked_lm_corruption(model_source: str) -> MaskedLMCorruption:
 
     tokenizer = load_tokenizer(model_source)
     return MaskedLMCorruption(tokenizer.all_special_ids, tokenizer.mask_token_id, len(tokenizer))
+
+
+def learn_optimal(
+    model_source: str,
+    task: str,
+    tokens: str,
+    stats: str,
+    selection: str,
+    seed: int,
+    fractions: Sequence[float],
+    out: str,
+    steps: int = 40,
+    seq_len: int | None = None,
+    lr: float = 0.1,
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "float32",
+    model_name: str = "",
+) -> None:
+    """Learn the optimal constants of one seed at every fraction on the statistics split
+    ``tokens``; write them with their loss curves to the Zarr store ``out``."""
+    from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.models import load_model
+    from neuron_ablation.selection import read_ranks
+    from neuron_ablation.statistics import open_statistics
+
+    require_statistics_split(tokens)
+    settings = OptimalSettings(
+        steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed
+    )
+    ranks, store = read_ranks(selection), open_statistics(stats)
+    corruption = masked_lm_corruption(model_source) if task == "masked-lm" else None
+    model = load_model(model_source, task, device, dtype)
+    constants, losses, attrs = train_store(
+        model, read_model_inputs(tokens), task, ranks, store, fractions, settings, corruption
+    )
+    attrs |= {"model": model_name, "model_source": model_source, "dtype": dtype}
+    write_optimal(out, fractions, constants, losses, attrs)
+    for fraction, curve in zip(fractions, losses, strict=True):
+        log.info("frac %.2f: loss %.4f -> %.4f", fraction, curve[0], curve[-1])
+    log.info("wrote %s", out)

@@ -56,6 +56,7 @@ Three pieces, one per pipeline stage:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import string
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,8 @@ from neuron_ablation.io import atomic_output, sequences_table, write_arrow
 from neuron_ablation.methods import RESAMPLE_METHODS, TEXT_SOURCES
 from neuron_ablation.methods import RESAMPLE_SOURCES as SOURCES
 from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
+
+log = logging.getLogger("neuron_ablation")
 
 ALPHANUMERIC = string.ascii_letters + string.digits
 PAIRING_RULE = (
@@ -685,3 +688,62 @@ def evaluate_resample_ablation(
         result = evaluate(model, columns, task, batch_size, desc=desc)
     n_ablated = int(sum(int(mask.sum()) for mask in ablate))
     return result | {"n_ablated": n_ablated, "n_bank_sequences": bank.n_sequences}
+
+
+def write_resample_inputs(
+    model_source: str,
+    task: str,
+    source: str,
+    n_sequences: int,
+    out: str,
+    seq_len: int = 256,
+    seed: int = 0,
+    space_probability: float = 0.15,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    generator_source: str | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> None:
+    """The seeded random inputs of one resampling source -> the Arrow file ``out``."""
+    from neuron_ablation.models import check_seq_len
+
+    if source != "pixels":
+        check_seq_len(model_source, seq_len, "resample.seq_len, else the model's")
+    settings = ResampleSettings(
+        source=source,
+        n_sequences=n_sequences,
+        seq_len=seq_len,
+        seed=seed,
+        space_probability=space_probability,
+        temperature=temperature,
+        top_k=top_k,
+        generator=generator_source,
+    )
+    table, settings = generate_inputs(
+        model_source, task, settings, device=device, dtype=dtype, batch_size=batch_size
+    )
+    write_inputs(out, table)
+    log.info("wrote %d %s inputs to %s", table.num_rows, source, out)
+
+
+def write_model_bank(
+    model_source: str,
+    task: str,
+    tokens: str,
+    out: str,
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "float32",
+    model_name: str = "",
+) -> None:
+    """The clean model's z on the resampling inputs ``tokens`` -> the HDF5 bank ``out``."""
+    from neuron_ablation.io import read_arrow, read_model_inputs
+    from neuron_ablation.models import load_model
+
+    settings = inputs_settings(read_arrow(tokens), tokens)
+    model = load_model(model_source, task, device, dtype)
+    attrs = bank_attrs(settings, model_name, model_source) | {"dtype": dtype}
+    write_bank(out, model, read_model_inputs(tokens), attrs, batch_size)
+    log.info("wrote %s", out)

@@ -8,6 +8,7 @@ per layer in layer order, independent of any global RNG.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from neuron_ablation.integrity import (
     read_selection_ranks,
 )
 from neuron_ablation.io import atomic_output
+
+log = logging.getLogger("neuron_ablation")
 
 
 def neuron_ranks(widths: Sequence[int], seed: int) -> np.ndarray:
@@ -63,3 +66,11 @@ def write_selection(path: str | Path, ranks: np.ndarray, seed: int) -> None:
 def read_ranks(path: str | Path) -> np.ndarray:
     """int64 [layer, neuron], checked: every chunk present, a permutation in every layer."""
     return read_selection_ranks(path)
+
+
+def write_model_selection(model_source: str, task: str, seed: int, out: str) -> None:
+    """Stage 3: the nested random order of the model's neurons for ``seed`` -> Zarr ``out``."""
+    from neuron_ablation.models import neuron_widths_of
+
+    write_selection(out, neuron_ranks(neuron_widths_of(model_source, task), seed), seed)
+    log.info("wrote %s", out)

@@ -22,6 +22,8 @@ is ``bin[j] * bin_width`` computed in float64 (``bin[j] == bin_index_offset + j`
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ from neuron_ablation.integrity import (
     read_array,
 )
 from neuron_ablation.io import atomic_output
+
+log = logging.getLogger("neuron_ablation")
 
 HOOK_POINT = "input of the attention output projection (TransformerLens hook_z, heads flattened)"
 
@@ -182,3 +186,42 @@ def ablation_constants(path: str | Path, method: str) -> list[torch.Tensor]:
     store = open_statistics(path)
     values = read_array(path, store, method)
     return [torch.from_numpy(row) for row in values]
+
+
+def run_statistics(
+    model_source: str,
+    task: str,
+    tokens: str,
+    out: str,
+    bin_width: float,
+    value_range: tuple[float, float] = (-10.0, 10.0),
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "float32",
+    model_name: str = "",
+    dataset_name: str = "",
+) -> None:
+    """Stage 2: per-neuron histograms of bin width ``bin_width`` over ``value_range`` (and the
+    moments and constants derived from them) of the model on ``tokens`` -> the Zarr store ``out``.
+    """
+    from neuron_ablation.histogram import BinGrid
+    from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.models import load_model
+
+    grid = BinGrid.covering(bin_width, *value_range)
+    model = load_model(model_source, task, device, dtype)
+    columns = read_model_inputs(tokens)
+    started = time.perf_counter()
+    histograms = collect_statistics(model, columns, grid, batch_size)
+    attrs = {
+        "model": model_name,
+        "model_source": model_source,
+        "dataset": dataset_name,
+        "n_tokens": histograms[0].count,
+        "dtype": dtype,
+    }
+    seconds = time.perf_counter() - started  # logged, not stored: equal runs give equal stores
+    write_statistics(out, histograms, attrs)
+    log.info(
+        "wrote %s (%d tokens, %d bins, %.1f s)", out, histograms[0].count, grid.n_bins, seconds
+    )

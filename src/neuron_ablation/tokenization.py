@@ -14,6 +14,7 @@ or an embedded set) is split per document: document ``i`` goes to evaluation iff
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from neuron_ablation.io import sequences_table, write_arrow
+
+log = logging.getLogger("neuron_ablation")
 
 PARTS = ("stats", "eval")
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -240,3 +243,62 @@ def masked_sequences_table(tokenizer, ids: np.ndarray, mask_seed: int) -> pa.Tab
         generator,
     )
     return sequences_table(inputs.numpy(), labels=labels.numpy().astype(np.int32))
+
+
+def write_model_inputs(
+    model_source: str,
+    task: str,
+    dataset_source: str,
+    part: str,
+    out: str,
+    n: int,
+    seq_len: int = 256,
+    mask_seed: int = 0,
+    text_field: str = "text",
+    stats_split: str = "train",
+    eval_split: str = "test",
+    eval_share: float = 0.2,
+    split_seed: int = 0,
+) -> pa.Table:
+    """Stage 1: one part (``stats`` or ``eval``) of a dataset -> the Arrow file of model inputs.
+
+    Text is tokenised into ``n`` tokens of ``seq_len``-token sequences (masked-LM evaluation
+    corrupted with ``mask_seed``); images are ``n`` pixel arrays (:mod:`neuron_ablation.images`).
+    """
+    split = {"stats_split": stats_split, "eval_split": eval_split, "eval_share": eval_share,
+             "split_seed": split_seed}  # fmt: skip
+    if task == "image-classification":
+        from neuron_ablation.images import write_image_inputs
+
+        try:
+            table = write_image_inputs(model_source, dataset_source, part, out, n, **split)
+        except NotEnoughDataError as error:
+            raise NotEnoughDataError(
+                f"the {part} part of {dataset_source}: {error}. In the config: lower "
+                f"{part}.n_images (or the model's own {part}.n_images)"
+            ) from None
+        log.info("wrote %d images to %s", table.num_rows, out)
+        return table
+
+    from neuron_ablation.models import check_seq_len, load_tokenizer
+
+    check_seq_len(model_source, seq_len, "the model's seq_len")
+    documents = iter_documents(dataset_source, part, text_field=text_field, **split)
+    try:
+        table = tokenize_text(
+            load_tokenizer(model_source),
+            documents,
+            out,
+            n_tokens=n,
+            seq_len=seq_len,
+            mask_seed=mask_seed if task == "masked-lm" and part == "eval" else None,
+            metadata={"dataset": dataset_source, "part": part, "seq_len": seq_len},
+        )
+    except NotEnoughDataError as error:
+        raise NotEnoughDataError(
+            f"the {part} part of {dataset_source}: {error}. In the config: lower "
+            f"{part}.n_tokens (or the model's own {part}.n_tokens) or seq_len, or use "
+            "a larger dataset"
+        ) from None
+    log.info("wrote %d sequences of %d tokens to %s", table.num_rows, seq_len, out)
+    return table
