@@ -1,11 +1,13 @@
 """Bad inputs and faults against the whole workflow, on tiny models: where each stops, with what
 message and exit code, and what it leaves behind. Prints a markdown table.
 
-    python benchmarks/bad_inputs.py              # every case (a few minutes on 2 cores)
-    python benchmarks/bad_inputs.py -k csv -k kill   # only cases whose name holds a word
+    python -m benchmarks.bad_inputs              # every case (a few minutes on 2 cores)
+    python -m benchmarks.bad_inputs -k csv -k kill   # only cases whose name holds a word
+
+(from the repository root, with ``-m``: it imports the tests' helpers as ``tests.helpers``).
 
 Each case runs ``snakemake --cores 2`` in a fresh directory (a few call the CLI a job would
-run), on a tiny random Llama / ViT of the real classes (tests/tiny_models.py) and a small
+run), on a tiny random Llama / ViT of the real classes (tests/helpers/tiny_models.py) and a small
 corpus. Columns:
 
 - *stops at*: "config check" (schema and cross-references, before the job graph), "pre-flight"
@@ -14,8 +16,9 @@ corpus. Columns:
 - *files left*: artifacts under results/ (logs and benchmarks excluded) and temporaries of
   interrupted writes (``.name.id.tmp``), which no rerun reads and the next write removes.
 
-Kills (``kill -9``) hit a job at the moment it commits its artifact (see tests/faults.py); after
-each, the same command is run again and compared byte for byte with a clean run.
+Kills (``kill -9``) hit a job at the moment it commits its artifact (see
+tests/helpers/faults.py); after each, the same command is run again and compared byte for byte
+with a clean run.
 """
 
 from __future__ import annotations
@@ -36,9 +39,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from faults import (  # noqa: E402
+from tests.helpers.faults import (
     artifact_digests,
     environment,
     kill_snakemake_during,
@@ -46,7 +47,7 @@ from faults import (  # noqa: E402
     leftover_temporaries,
     snakemake_command,
 )
-from tiny_models import corpus, save_causal_lm, save_vit, write_jsonl  # noqa: E402
+from tests.helpers.tiny_models import corpus, save_causal_lm, save_vit, write_jsonl
 
 TARGET = "results/tables/table2.md"
 CLOSED_HUB = "http://127.0.0.1:9"  # nothing listens: "the hub cannot be reached", at once

@@ -1,19 +1,23 @@
-"""Shared fixtures: tiny real-class models on disk, a small corpus, one finished pipeline run."""
+"""Shared fixtures (tiny real-class models on disk, a small corpus, the tiny config, one finished
+pipeline run per session) and the ``workflow`` marker on every test under tests/workflow/."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.helpers.tiny_models import corpus, save_causal_lm, write_jsonl
+from tests.helpers.workflow import run_snakemake, tiny_config
 
-from tiny_models import corpus, save_causal_lm, write_jsonl  # noqa: E402
+WORKFLOW_TESTS = Path(__file__).parent / "workflow"
 
-REPO = Path(__file__).resolve().parents[1]
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/workflow/ runs Snakemake: mark it ``workflow``."""
+    for item in items:
+        if item.path.is_relative_to(WORKFLOW_TESTS):
+            item.add_marker(pytest.mark.workflow)
 
 
 @pytest.fixture(scope="session")
@@ -26,50 +30,10 @@ def corpus_file(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("data") / "corpus.jsonl", corpus())
 
 
-def tiny_config(model_dir: Path, corpus_path: Path, **overrides) -> dict:
-    config = {
-        "models": {
-            "tiny": {
-                "source": str(model_dir),
-                "task": "causal-lm",
-                "dataset": "corpus",
-                "seq_len": 16,
-                "batch_size": 4,
-                "device": "cpu",
-            }
-        },
-        "datasets": {"corpus": {"source": str(corpus_path), "eval_share": 0.25}},
-        "methods": ["zero", "mean", "peak"],
-        "seeds": [0, 1],
-        "fractions": [0.0, 0.5, 0.9, 1.0],
-        "stats": {"n_tokens": 512, "bin_width": 0.01, "range": [-4.0, 4.0]},
-        "eval": {"n_tokens": 128},
-    }
-    config.update(overrides)
-    return config
-
-
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
-    """Run the repository's Snakefile in ``workdir`` with ``config`` written next to it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    configfile = workdir / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
+@pytest.fixture
+def good(tiny_llama, corpus_file) -> dict:
+    """The tiny config as written (validate_config not run: defaults not filled in)."""
+    return tiny_config(tiny_llama, corpus_file)
 
 
 @pytest.fixture(scope="session")

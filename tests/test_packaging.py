@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.helpers.workflow import REPO
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 

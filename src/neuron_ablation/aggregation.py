@@ -18,8 +18,9 @@ from neuron_ablation.integrity import read_result
 from neuron_ablation.io import atomic_output
 
 TABLE2_FRACTIONS = (0.5, 0.9)
-COLUMNS = ["model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"]
 KEYS = ["model", "method", "seed", "fraction"]
+COLUMNS = [*KEYS, *metrics.names(), "n_tokens", "n_ablated"]
+"""ablation.csv: what a result is of, its metrics, what was scored and ablated."""
 SEQUENCE_FIELDS = {"seq_loss_sum": "loss_sum", "seq_correct": "correct", "seq_n": "n"}
 
 

@@ -282,12 +282,9 @@ def method_scorer(job: EvaluationJob) -> Scorer:
 
 
 def _load(job: EvaluationJob) -> tuple[nn.Module, dict[str, np.ndarray]]:
-    from neuron_ablation.io import read_model_inputs
-    from neuron_ablation.models import load_model
+    from neuron_ablation.models import load_model_and_inputs
 
-    return load_model(job.model_source, job.task, job.device, job.dtype), read_model_inputs(
-        job.tokens
-    )
+    return load_model_and_inputs(job.model_source, job.task, job.tokens, job.device, job.dtype)
 
 
 def _constant_scorer(job: EvaluationJob, needs_statistics: bool) -> Scorer:
@@ -368,11 +365,11 @@ def run_baseline(
     dtype: str = "float32",
 ) -> dict[str, Any]:
     """Score the clean model and write ``out``; returns the result."""
-    from neuron_ablation.io import read_model_inputs, write_json
-    from neuron_ablation.models import load_model
+    from neuron_ablation.io import write_json
+    from neuron_ablation.models import load_model_and_inputs
 
-    model = load_model(model_source, task, device, dtype)
-    result = evaluate(model, read_model_inputs(tokens), task, batch_size)
+    model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
+    result = evaluate(model, columns, task, batch_size)
     result |= {"model": model_name, "n_ablated": 0}
     write_json(out, result)
     log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuron_ablation import paths
+from neuron_ablation import metrics, paths
 from neuron_ablation.methods import statistics_methods
 
-RESULT_KEYS = ("top1", "loss", "n_tokens", "n_ablated")
+RESULT_KEYS = (*metrics.names(), "n_tokens", "n_ablated")
 STATISTICS_ARRAYS = {
     "mean": 2,
     "count": 2,
@@ -535,16 +535,7 @@ def _check_bank_layout(path: str | os.PathLike, bank) -> None:
 # --- tables and figures ---------------------------------------------------------------------
 
 TABLE_COLUMNS = {
-    "ablation.csv": [
-        "model",
-        "method",
-        "seed",
-        "fraction",
-        "top1",
-        "loss",
-        "n_tokens",
-        "n_ablated",
-    ],
+    "ablation.csv": ["model", "method", "seed", "fraction", *RESULT_KEYS],
     "table2.csv": ["metric", "setting", "method"],
     "comparison.csv": ["model", "metric", "fraction", "method_a", "method_b", "mean_diff"],
     "_top_neurons.csv": ["rank", "layer", "neuron", "score"],

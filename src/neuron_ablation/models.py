@@ -71,3 +71,13 @@ def check_seq_len(source: str, seq_len: int, field: str) -> None:
     problem = seq_len_problem(AutoConfig.from_pretrained(source).to_dict(), seq_len)
     if problem:
         raise ValueError(f"--seq-len ({field} in the config): {problem}")
+
+
+def load_model_and_inputs(
+    source: str, task: str, tokens: str, device: str = "auto", dtype: str = "float32"
+) -> tuple[nn.Module, dict]:
+    """The model (:func:`load_model`) and the model-input columns of the Arrow file ``tokens``
+    (:func:`neuron_ablation.io.read_model_inputs`)."""
+    from neuron_ablation.io import read_model_inputs
+
+    return load_model(source, task, device, dtype), read_model_inputs(tokens)

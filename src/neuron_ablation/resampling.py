@@ -739,11 +739,11 @@ def write_model_bank(
     model_name: str = "",
 ) -> None:
     """The clean model's z on the resampling inputs ``tokens`` -> the HDF5 bank ``out``."""
-    from neuron_ablation.io import read_arrow, read_model_inputs
-    from neuron_ablation.models import load_model
+    from neuron_ablation.io import read_arrow
+    from neuron_ablation.models import load_model_and_inputs
 
     settings = inputs_settings(read_arrow(tokens), tokens)
-    model = load_model(model_source, task, device, dtype)
+    model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     attrs = bank_attrs(settings, model_name, model_source) | {"dtype": dtype}
-    write_bank(out, model, read_model_inputs(tokens), attrs, batch_size)
+    write_bank(out, model, columns, attrs, batch_size)
     log.info("wrote %s", out)

@@ -9,7 +9,7 @@ A source is one of three kinds (:func:`parse_source`):
 - ``hub``: anything else, a Hugging Face hub id.
 
 Everything outside :mod:`neuron_ablation.demo` reaches the demo through this module only
-(``cli.build_parser`` adds the demo's subcommands, the one other way in); tests/test_sources.py
+(``cli.build_parser`` adds the demo's subcommands, the one other way in); tests/unit/test_sources.py
 enforces it. The demo's names and locations are :mod:`neuron_ablation.demo.catalog`'s.
 """
 

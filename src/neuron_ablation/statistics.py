@@ -205,12 +205,10 @@ def run_statistics(
     moments and constants derived from them) of the model on ``tokens`` -> the Zarr store ``out``.
     """
     from neuron_ablation.histogram import BinGrid
-    from neuron_ablation.io import read_model_inputs
-    from neuron_ablation.models import load_model
+    from neuron_ablation.models import load_model_and_inputs
 
     grid = BinGrid.covering(bin_width, *value_range)
-    model = load_model(model_source, task, device, dtype)
-    columns = read_model_inputs(tokens)
+    model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     started = time.perf_counter()
     histograms = collect_statistics(model, columns, grid, batch_size)
     attrs = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,11 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from neuron_ablation.io import sequences_table, write_arrow
+from neuron_ablation.sources import LOCAL_SUFFIXES
 
 log = logging.getLogger("neuron_ablation")
 
 PARTS = ("stats", "eval")
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 ROWS_BEFORE_MISSING_FIELD = 1000
 
 
@@ -53,19 +53,15 @@ def iter_local_documents(path: str | Path, text_field: str = "text") -> Iterator
     """The documents of a local file in file order, read lazily (the pre-flight check reads only
     as much as it needs). Rows without a non-empty ``text_field`` are skipped."""
     path = Path(path)
-    if path.suffix == ".txt":
-        yield from _txt_documents(path)
-    elif path.suffix == ".jsonl":
-        yield from _jsonl_documents(path, text_field)
-    elif path.suffix == ".parquet":
-        yield from _parquet_documents(path, text_field)
-    else:
+    reader = DOCUMENT_READERS.get(path.suffix)
+    if reader is None:
         raise DatasetFormatError(
             f"{path}: a local text dataset must end in {', '.join(LOCAL_SUFFIXES)}"
         )
+    yield from reader(path, text_field)
 
 
-def _txt_documents(path: Path) -> Iterator[str]:
+def _txt_documents(path: Path, text_field: str) -> Iterator[str]:
     """Blocks separated by blank lines (what ``text.split("\\n\\n")`` gives), stripped."""
     block: list[str] = []
     with open(path, encoding="utf-8") as f:
@@ -117,6 +113,14 @@ def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
         )
     for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
         yield from (text for text in batch.column(0).to_pylist() if text)
+
+
+DOCUMENT_READERS: dict[str, Callable[[Path, str], Iterator[str]]] = {
+    ".txt": _txt_documents,  # no fields: text_field is unused
+    ".jsonl": _jsonl_documents,
+    ".parquet": _parquet_documents,
+}
+"""The local text formats, by suffix: exactly :data:`neuron_ablation.sources.LOCAL_SUFFIXES`."""
 
 
 def collection_split(n_documents: int, part: str, eval_share: float, split_seed: int) -> np.ndarray:

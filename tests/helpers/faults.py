@@ -1,4 +1,4 @@
-"""Fault injection and artifact comparison, shared by tests/test_faults.py and
+"""Fault injection and artifact comparison, shared by tests/workflow/test_faults.py and
 benchmarks/bad_inputs.py.
 
 A kill is injected at the worst moment of a job: a stand-in ``neuron-ablation`` (first on PATH)
@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.workflow import REPO
+
 KILL_AT = "NEURON_ABLATION_KILL_AT"
 
 _KILLING_CLI = f'''#!{sys.executable}

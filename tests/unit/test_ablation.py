@@ -5,13 +5,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from tiny_models import (
-    CAUSAL_ARCHITECTURES,
-    MASKED_ARCHITECTURES,
-    VISION_ARCHITECTURES,
-    load,
-    save_model,
-)
 
 from neuron_ablation.ablation import (
     fold_constant_ablation,
@@ -27,6 +20,13 @@ from neuron_ablation.architectures import (
 from neuron_ablation.histogram import BinGrid
 from neuron_ablation.selection import ablation_masks, neuron_ranks
 from neuron_ablation.statistics import collect_statistics
+from tests.helpers.tiny_models import (
+    CAUSAL_ARCHITECTURES,
+    MASKED_ARCHITECTURES,
+    VISION_ARCHITECTURES,
+    load,
+    save_model,
+)
 
 ALL = CAUSAL_ARCHITECTURES + MASKED_ARCHITECTURES + VISION_ARCHITECTURES
 

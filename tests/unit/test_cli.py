@@ -6,14 +6,15 @@ after the command) shows it. Exceptions that are not a user's mistake (bugs) kee
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from neuron_ablation import cli
 from neuron_ablation.cli import main
+from tests.helpers.workflow import REPO
 
 
 def entry_points(model: str, missing: str) -> dict[str, list[str]]:
@@ -135,3 +136,34 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(cli, "_check_config", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["check-config", "x.yaml"])
+
+
+def test_each_stage_command_names_its_function_parameters():
+    """A one-call command passes its options by name: every parameter of the stage function
+    without a default is a required option of the command, and every option reaches it."""
+    import importlib
+    import inspect
+
+    from neuron_ablation.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    stages = 0
+    for command, subparser in sub.choices.items():
+        target = getattr(subparser.get_default("func"), "target", None)
+        if target is None:
+            continue
+        stages += 1
+        module, name = target.split(":")
+        parameters = inspect.signature(
+            getattr(importlib.import_module(f"neuron_ablation.{module}"), name)
+        ).parameters
+        options = {a.dest: a for a in subparser._actions}
+        ignored = {"help", "debug", "threads"}
+        for parameter in parameters.values():
+            assert parameter.name in options, f"{command}: no option for {parameter.name}"
+            if parameter.default is inspect.Parameter.empty:
+                option = options[parameter.name]
+                assert option.required or option.default is not None, (command, parameter.name)
+        assert set(options) - ignored <= set(parameters), f"{command}: options not passed on"
+    assert stages == 7

@@ -1,22 +1,15 @@
 import copy
 
 import pytest
-from conftest import run_snakemake, tiny_config
 
 from neuron_ablation.config import (
     ConfigError,
-    input_count,
     method_fractions,
     optimal_settings,
     sweep_items,
     validate_config,
 )
 from neuron_ablation.demo.catalog import demo_mlm_split
-
-
-@pytest.fixture
-def good(tiny_llama, corpus_file):
-    return tiny_config(tiny_llama, corpus_file)
 
 
 def test_defaults_are_filled(good):
@@ -63,15 +56,6 @@ def test_bad_config_names_field_and_allowed_values(good, mutate, message):
         validate_config(config)
 
 
-def test_snakemake_stops_before_any_compute(tmp_path, good):
-    config = copy.deepcopy(good)
-    config["methods"] = ["zero", "median"]
-    result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
-    assert result.returncode != 0
-    assert "median" in result.stdout + result.stderr
-    assert not (tmp_path / "results").exists()
-
-
 def two_wikipedia_datasets(split_seeds: tuple[int, int]) -> dict:
     config = {
         "models": {
@@ -93,18 +77,6 @@ def test_demo_mlm_holds_out_the_evaluation_split():
         validate_config(two_wikipedia_datasets((3, 4)))
 
 
-def test_a_model_can_set_its_own_counts(good, tmp_path):
-    config = copy.deepcopy(good)
-    config["models"]["other"] = {**config["models"]["tiny"], "eval": {"n_tokens": 48}}
-    validate_config(config)
-    assert input_count(config, "other", "eval") == 48
-    assert input_count(config, "other", "stats") == config["stats"]["n_tokens"]
-    assert input_count(config, "tiny", "eval") == config["eval"]["n_tokens"]
-    dry = run_snakemake(tmp_path, config, "-n", "-p", "--cores", "1").stdout
-    assert "--part eval --n 48 " in dry
-    assert f"--part eval --n {config['eval']['n_tokens']} " in dry
-
-
 def test_optimal_fractions_and_per_model_settings(good):
     config = copy.deepcopy(good)
     config["optimal"] = {"fractions": [0.9], "steps": 7}
@@ -124,3 +96,6 @@ def test_sweep_rows_per_model(good):
     assert sweep_items(config, "tiny") == 3  # ceil(40 / seq_len 16)
     config["models"]["tiny"]["eval"] = {"sweep": {"n_tokens": 16}}
     assert sweep_items(config, "tiny") == 1
+
+
+# Snakemake reading the config: tests/workflow/test_snakemake_config.py.

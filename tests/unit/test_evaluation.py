@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_models import load
 
 from neuron_ablation.cli import main
 from neuron_ablation.evaluation import evaluate
 from neuron_ablation.io import read_json, sequences_table, write_arrow
+from tests.helpers.tiny_models import load
 
 
 def test_causal_metrics_match_a_plain_loop(tiny_llama):
@@ -70,11 +70,10 @@ def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys):
 
 @pytest.mark.parametrize("architecture", ["roberta", "bert"])
 def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, monkeypatch):
-    from tiny_models import save_masked_lm
-
     from neuron_ablation import evaluation
     from neuron_ablation.architectures import masked_lm_head
     from neuron_ablation.masking import IGNORE
+    from tests.helpers.tiny_models import save_masked_lm
 
     model = load(save_masked_lm(tmp_path / architecture, architecture), architecture)
     rng = np.random.default_rng(3)

@@ -5,7 +5,7 @@ from torch import nn
 from neuron_ablation.histogram import BinGrid
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.statistics import collect_statistics
-from tests.tiny_models import load, save_causal_lm
+from tests.helpers.tiny_models import load, save_causal_lm
 
 
 def hook_counts(module: nn.Module) -> int:

@@ -4,14 +4,12 @@ are deterministic, and never see evaluation data."""
 import numpy as np
 import pytest
 import torch
-from tiny_models import load, save_model, task_of
 
 from neuron_ablation.ablation import folded_constant_ablation, overwrite_z_hooks
 from neuron_ablation.architectures import neuron_widths
 from neuron_ablation.cli import main
 from neuron_ablation.evaluation import evaluate
 from neuron_ablation.io import (
-    read_arrow,
     read_json,
     read_model_inputs,
     sequences_table,
@@ -31,6 +29,7 @@ from neuron_ablation.optimal import (
 from neuron_ablation.selection import ablation_masks, read_ranks
 from neuron_ablation.statistics import open_statistics
 from neuron_ablation.tokenization import masked_sequences_table
+from tests.helpers.tiny_models import load, save_model, task_of
 
 
 def _stats_tokens(path, seed: int = 0, shape=(12, 16)):
@@ -191,10 +190,4 @@ def test_masked_lm_and_vision_constants_train(architecture, tmp_path):
     assert after < before - 1e-3
 
 
-def test_statistics_tokens_carry_their_split(pipeline_run):
-    workdir, _ = pipeline_run
-    for part in ("stats", "eval"):
-        metadata = read_arrow(workdir / f"results/tiny/tokens/{part}.arrow").schema.metadata
-        assert metadata[b"part"] == part.encode()
-    require_statistics_split(workdir / "results/tiny/tokens/stats.arrow")
-    # (Their documents are disjoint: tests/test_tokenization.py.)
+# The pipeline's token files carry their split: tests/workflow/test_pipeline.py.

@@ -10,8 +10,7 @@ from neuron_ablation import paths
 from neuron_ablation.aggregation import read_results
 from neuron_ablation.integrity import ARTIFACT_CHECKS
 from neuron_ablation.io import write_json
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.workflow import REPO
 
 BUILT = {
     "token file": [paths.tokens("m", "stats"), paths.tokens("m", "eval")],

@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, run_snakemake, tiny_config
-from tiny_models import corpus, save_vit, write_jsonl
 
 from neuron_ablation import cli
 from neuron_ablation.config import ConfigError, validate_config
@@ -29,6 +27,8 @@ from neuron_ablation.tokenization import (
     iter_documents,
     read_local_documents,
 )
+from tests.helpers.tiny_models import corpus, save_vit, write_jsonl
+from tests.helpers.workflow import REPO, tiny_config
 
 
 class OfflineHub(Hub):
@@ -42,8 +42,10 @@ class OfflineHub(Hub):
 
 
 @pytest.fixture
-def good(tiny_llama, corpus_file) -> dict:
-    return validate_config(tiny_config(tiny_llama, corpus_file))
+def good(good) -> dict:
+    """The tiny config (tests/conftest.py) validated: defaults filled in, as the pre-flight
+    sees it."""
+    return validate_config(good)
 
 
 @pytest.fixture
@@ -380,22 +382,7 @@ def test_check_config_runs_the_preflight(good, tmp_path, capsys):
     assert cli.main(["check-config", str(path), "--no-preflight"]) == 0
 
 
-def test_snakemake_stops_before_any_job(tmp_path, good):
-    config = copy.deepcopy(good)
-    config["models"]["tiny"]["seq_len"] = 512
-    result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "pre-flight check failed, nothing was run" in output
-    assert "models.tiny.seq_len: 512" in output
-    assert not (tmp_path / "results").exists()
-
-
-def test_dry_run_does_not_preflight(tmp_path, good):
-    """A dry run, --lint, --unlock and --report only read the config (see common.smk)."""
-    config = copy.deepcopy(good)
-    config["models"]["tiny"]["seq_len"] = 512
-    assert run_snakemake(tmp_path, config, "-n", "--cores", "1").returncode == 0
+# Snakemake runs it before any job, not for a dry run: tests/workflow/test_snakemake_preflight.py.
 
 
 # ----------------------------------------------------------------------------- inside jobs

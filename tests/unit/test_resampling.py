@@ -1,20 +1,17 @@
 """Activation resampling: deterministic inputs, the HDF5 bank, and per-position replacement."""
 
 import copy
-import re
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import run_snakemake, tiny_config
-from tiny_models import load, save_causal_lm, save_masked_lm, save_vit, task_of
 
 from neuron_ablation.ablation import overwrite_z_hooks
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
 from neuron_ablation.config import ConfigError, model_methods, validate_config
 from neuron_ablation.evaluation import evaluate
-from neuron_ablation.io import read_json, read_model_inputs, sequences_table, write_arrow
+from neuron_ablation.io import read_model_inputs, write_arrow
 from neuron_ablation.resampling import (
     ResampleSettings,
     bank_attrs,
@@ -29,6 +26,8 @@ from neuron_ablation.resampling import (
     write_bank,
 )
 from neuron_ablation.selection import ablation_masks, neuron_ranks
+from tests.helpers.tiny_models import load, save_causal_lm, save_masked_lm, save_vit, task_of
+from tests.helpers.workflow import tiny_config
 
 SEQ_LEN = 12
 
@@ -288,51 +287,4 @@ def test_config_can_skip_inapplicable_methods(config):
     assert config["resample"]["n_sequences"] == 16 and config["resample"]["generator"] is None
 
 
-# ----------------------------------------------------------------------------- pipeline
-
-
-def test_pipeline_wires_resampling_and_the_cli_runs_it(tmp_path, config, capsys):
-    """Snakemake's plan (dry run) plus the planned commands run in-process on a tiny model."""
-    from neuron_ablation.cli import main
-
-    config = copy.deepcopy(config)
-    config.update(
-        methods=["resample-tokens", "resample-generated"],
-        seeds=[0],
-        fractions=[0.0, 0.5],
-        resample={"n_sequences": 3, "seed": 4},
-    )
-    dry = run_snakemake(tmp_path, config, "-n", "-p", "--cores", "1").stdout
-    for rule in ("resample_inputs", "resample_bank", "evaluate", "tables", "figure"):
-        assert f"rule {rule}:" in dry
-    assert "--bank results/tiny/resample/generated.h5" in dry
-    assert "--source generated --n-sequences 3 --seed 4 --seq-len 16" in dry
-    assert "--top-k 0" in dry and "--generator-source" not in dry
-    assert not (tmp_path / "results").exists()
-
-    model = ["--model-source", str(config["models"]["tiny"]["source"]), "--task", "causal-lm"]
-    res = tmp_path / "results/tiny"
-    inputs, bank, out = res / "tokens.inputs.arrow", res / "tokens.h5", res / "eval.json"
-    main(["resample-inputs", *model, "--source", "tokens", "--n-sequences", "3", "--seq-len",
-          "16", "--seed", "4", "--device", "cpu", "--out", str(inputs)])  # fmt: skip
-    main(["resample-bank", *model, "--tokens", str(inputs), "--device", "cpu", "--model-name",
-          "tiny", "--out", str(bank)])  # fmt: skip
-    ids = np.random.default_rng(0).integers(4, 60, size=(5, 16))
-    write_arrow(res / "eval.arrow", sequences_table(ids))
-    main(["select", *model, "--seed", "0", "--out", str(res / "selection.zarr")])
-    half = res / "eval_half.json"
-    evaluate_args = [*model, "--model-name", "tiny", "--tokens", str(res / "eval.arrow"),
-                     "--device", "cpu", "--seed",
-                     "0", "--fraction", "0.5", "1.0", "--selection", str(res / "selection.zarr"),
-                     "--bank", str(bank), "--out", str(half), str(out)]  # fmt: skip
-    assert main(["evaluate", "--method", "resample-chars", *evaluate_args]) == 2
-    assert re.search("bank of source 'tokens'.*needs source 'chars'", capsys.readouterr().err)
-    assert not half.exists() and not out.exists()  # refused before writing anything
-    main(["evaluate", "--method", "resample-tokens", *evaluate_args])
-    result = read_json(half)
-    assert result["method"] == "resample-tokens" and result["n_bank_sequences"] == 3
-    assert result["n_ablated"] == 32  # half of 2 layers x 32 neurons
-    assert read_json(out)["n_ablated"] == 64 and read_json(out)["fraction"] == 1.0
-    assert read_model_inputs(inputs)["input_ids"].shape == (3, 16)
-    with h5py.File(bank, "r") as f:
-        assert f["layer_01"].shape == (3, 16, 32) and f.attrs["seed"] == 4
+# Snakemake's plan of resampling, and its commands run: tests/workflow/test_resampling_plan.py.

@@ -6,7 +6,6 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from neuron_ablation import sources, tokenization
 from neuron_ablation.demo import catalog
@@ -19,6 +18,7 @@ from neuron_ablation.sources import (
     parse_source,
     source_inputs,
 )
+from tests.helpers.workflow import REPO
 
 
 def test_parse_source_kinds(tmp_path):
@@ -83,7 +83,7 @@ def test_a_missing_local_path_is_named_a_hub_id_is_not_checked(tmp_path):
 
 
 def test_local_suffixes_are_the_text_formats_tokenization_reads():
-    assert sources.LOCAL_SUFFIXES == tokenization.LOCAL_SUFFIXES
+    assert tuple(tokenization.DOCUMENT_READERS) == sources.LOCAL_SUFFIXES
 
 
 def test_load_image_set_reads_an_embedded_image_set():
@@ -147,7 +147,7 @@ def test_the_core_reaches_the_demo_only_through_sources_and_the_cli():
     }
     assert not outside, (
         f"{outside} import neuron_ablation.demo: go through neuron_ablation.sources instead "
-        "(or extend DEMO_IMPORTERS in tests/test_sources.py, with the reason)"
+        "(or extend DEMO_IMPORTERS in tests/unit/test_sources.py, with the reason)"
     )
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from tiny_models import word_tokenizer, write_jsonl
 
 from neuron_ablation.io import read_arrow, read_model_inputs
 from neuron_ablation.tokenization import (
@@ -10,6 +9,7 @@ from neuron_ablation.tokenization import (
     read_local_documents,
     tokenize_text,
 )
+from tests.helpers.tiny_models import word_tokenizer, write_jsonl
 
 
 def test_local_formats(tmp_path):

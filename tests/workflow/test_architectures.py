@@ -8,17 +8,17 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_snakemake
 from PIL import Image
-from tiny_models import (
+
+from neuron_ablation.io import read_model_inputs
+from tests.helpers.tiny_models import (
     CAUSAL_ARCHITECTURES,
     MASKED_ARCHITECTURES,
     VISION_ARCHITECTURES,
     save_model,
     task_of,
 )
-
-from neuron_ablation.io import read_model_inputs
+from tests.helpers.workflow import run_snakemake
 
 ALL = CAUSAL_ARCHITECTURES + MASKED_ARCHITECTURES + VISION_ARCHITECTURES
 

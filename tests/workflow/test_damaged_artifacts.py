@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from tiny_models import load
 
 from neuron_ablation.aggregation import read_results
 from neuron_ablation.cli import main
@@ -43,6 +42,7 @@ from neuron_ablation.resampling import (
 )
 from neuron_ablation.selection import read_ranks
 from neuron_ablation.statistics import ablation_constants
+from tests.helpers.tiny_models import load
 
 STATS = "results/tiny/stats.zarr"
 SELECTION = "results/tiny/selection/seed0.zarr"

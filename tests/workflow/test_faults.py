@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config
-from faults import (
+
+from neuron_ablation.io import temporaries_of
+from tests.helpers.faults import (
     artifact_digests,
     environment,
     kill_snakemake_during,
@@ -26,8 +27,7 @@ from faults import (
     run_snakemake,
     snakemake_command,
 )
-
-from neuron_ablation.io import temporaries_of
+from tests.helpers.workflow import tiny_config
 
 TARGETS = ("results/tables/table2.md",)
 CORES = ("--cores", "2")

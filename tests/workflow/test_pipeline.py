@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 import xarray as xr
 import zarr
-from conftest import run_snakemake
 
 from neuron_ablation.io import read_arrow, read_model_inputs
+from neuron_ablation.optimal import require_statistics_split
+from tests.helpers.workflow import run_snakemake
 
 N_LAYERS, WIDTH = 2, 32
 
@@ -24,6 +25,15 @@ def test_token_files(pipeline_run):
         assert str(table.schema.field("input_ids").type) == "list<item: int32>"
         ids = read_model_inputs(workdir / f"results/tiny/tokens/{part}.arrow")["input_ids"]
         assert ids.shape == (math.ceil(config[part]["n_tokens"] / seq_len), seq_len)
+
+
+def test_statistics_tokens_carry_their_split(pipeline_run):
+    workdir, _ = pipeline_run
+    for part in ("stats", "eval"):
+        metadata = read_arrow(workdir / f"results/tiny/tokens/{part}.arrow").schema.metadata
+        assert metadata[b"part"] == part.encode()
+    require_statistics_split(workdir / "results/tiny/tokens/stats.arrow")
+    # (Their documents are disjoint: tests/unit/test_tokenization.py.)
 
 
 def test_statistics_store(pipeline_run):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from tests.helpers.workflow import REPO
 
 README = REPO / "README.md"
 BLOCK = re.compile(r"^```(bash|console)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -112,8 +113,8 @@ PLANS: dict[str, Plan] = {
 }
 
 SLURM = (
-    "needs a Slurm cluster: tests/test_slurm.py runs the profile's commands (plan, run, kill, "
-    "--unlock, resume with --max-threads 1) on a real single-node cluster"
+    "needs a Slurm cluster: tests/workflow/test_slurm.py runs the profile's commands (plan, run, "
+    "kill, --unlock, resume with --max-threads 1) on a real single-node cluster"
 )
 NOT_RUN: dict[str, str] = {
     "apt-get install -y dataset-fashion-mnist": "needs root and the Debian mirror; .ci/run "
@@ -121,8 +122,10 @@ NOT_RUN: dict[str, str] = {
     'pip install torch==2.13.0 && pip install -e ".[dev]"': "installs this environment; .ci/run "
     "runs the same two installs before the tests",
     "python -m pytest -q": "the test suite itself (this test is part of it)",
+    'python -m pytest -q -m "not workflow"': "the test suite without tests/workflow/ (this test "
+    "is part of tests/workflow/)",
     "huggingface-cli login": "needs a hub account and network",
-    # tests/test_slurm.py runs these against a real single-node cluster (marker slurm).
+    # tests/workflow/test_slurm.py runs these against a real single-node cluster (marker slurm).
     "snakemake --workflow-profile profiles/slurm -n": SLURM,
     "snakemake --workflow-profile profiles/slurm": SLURM,
     "snakemake --workflow-profile profiles/slurm --max-threads 1": SLURM,
@@ -155,8 +158,8 @@ def test_every_readme_command_is_classified():
     assert not set(PLANS) & set(NOT_RUN)
     unclassified = sorted(documented - classified)
     assert not unclassified, (
-        f"README commands not exercised by tests/test_readme.py: {unclassified}. Add each to "
-        "PLANS (how it runs on CI) or NOT_RUN (why it cannot)."
+        f"README commands not exercised by tests/workflow/test_readme.py: {unclassified}. Add "
+        "each to PLANS (how it runs on CI) or NOT_RUN (why it cannot)."
     )
     stale = sorted(classified - documented)
     assert not stale, f"classified commands no longer in the README: {stale}"

@@ -9,7 +9,8 @@ import sys
 import polars as pl
 import yaml
 import yte
-from conftest import REPO, run_snakemake
+
+from tests.helpers.workflow import REPO, run_snakemake
 
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
 

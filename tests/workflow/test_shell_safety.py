@@ -12,12 +12,12 @@ import shutil
 
 import yaml
 import zarr
-from conftest import REPO, tiny_config
-from faults import run_snakemake
-from tiny_models import corpus
 
 from neuron_ablation.io import read_arrow
 from neuron_ablation.resampling import inputs_settings
+from tests.helpers.faults import run_snakemake
+from tests.helpers.tiny_models import corpus
+from tests.helpers.workflow import REPO, tiny_config
 
 SENTINEL = "PWNED"
 HOSTILE = f"a b 'q' \"dq\" $(touch {SENTINEL}) ; `touch {SENTINEL}` $HOME é 模型"

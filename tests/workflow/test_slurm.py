@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 import yte
-from conftest import REPO, tiny_config
+
+from tests.helpers.workflow import REPO, tiny_config
 
 PROFILE = REPO / "profiles/slurm/config.yaml"
 SLURM_SCRIPT_ENV = "NEURON_ABLATION_SLURM_SCRIPT"

@@ -12,5 +12,5 @@ model hub.
 
 The rest of the package reaches this subpackage only through :mod:`neuron_ablation.sources`
 (and ``cli.build_parser``'s call of :func:`~neuron_ablation.demo.cli.add_demo_commands`);
-``tests/test_sources.py`` enforces it.
+``tests/unit/test_sources.py`` enforces it.
 """

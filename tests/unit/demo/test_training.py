@@ -1,5 +1,5 @@
-"""Demo image sets and model training (neuron_ablation.demo): tiny runs into tmp_path,
-reloaded through the Auto* classes."""
+"""Demo model training (neuron_ablation.demo.training): tiny runs into tmp_path, reloaded
+through the Auto* classes. The image sets they train on: test_image_sets.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from neuron_ablation.demo import training
-from neuron_ablation.demo.catalog import FASHION_MNIST_APT, FASHION_MNIST_DIR, FASHION_MNIST_FILES
 from neuron_ablation.demo.image_sets import load_image_dataset
 from neuron_ablation.demo.training import train_masked_lm, train_vit
 
@@ -24,46 +23,6 @@ TINY_VIT = dict(
 TINY_MLM = dict(steps=3, batch_size=4, max_length=32, threads=1, progress=False)
 VIT_KEYS = {"seed", "dataset", "source", "n_train", "n_test", "test_accuracy", "train_seconds"}
 MLM_KEYS = {"seed", "data", "method", "held_out_top1", "train_seconds", "choice", "hyperparameters"}
-
-
-def _rows(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
-    pairs = zip(images, labels, strict=True)
-    return sorted(image.tobytes() + bytes([label]) for image, label in pairs)
-
-
-def test_digits_split_is_a_disjoint_stratified_partition():
-    from sklearn.datasets import load_digits
-
-    train_x, train_y, names = load_image_dataset("digits", "train")
-    test_x, test_y, _ = load_image_dataset("digits", "test")
-    assert train_x.dtype == np.uint8 and train_x.shape[1:] == (8, 8) and train_y.dtype == np.int64
-    assert names == [str(d) for d in range(10)]
-    assert (len(train_x), len(test_x)) == (1437, 360)
-    full = load_digits()
-    all_x = np.rint(full.images * (255 / 16)).astype(np.uint8)
-    # Together the splits are exactly the dataset, each image once: a partition.
-    assert _rows(np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y])) == _rows(
-        all_x, full.target
-    )
-    assert set(np.unique(test_y)) == set(range(10))
-    again, _, _ = load_image_dataset("digits", "test")
-    np.testing.assert_array_equal(again, test_x)
-
-
-def test_load_image_dataset_rejects_unknown_names():
-    with pytest.raises(ValueError, match="split"):
-        load_image_dataset("digits", "validation")
-    with pytest.raises(ValueError, match="image dataset"):
-        load_image_dataset("cifar", "train")
-
-
-def test_fashion_mnist_loads():
-    if not all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_MNIST_FILES["test"]):
-        pytest.skip(f"Fashion-MNIST not installed ({FASHION_MNIST_APT})")
-    images, labels, names = load_image_dataset("fashion-mnist", "test")
-    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
-    assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
-    assert names[9] == "Ankle boot"
 
 
 def test_train_vit_digits_reloads_with_processor(tmp_path):
@@ -171,22 +130,6 @@ def test_train_masked_lm_minilm_path_with_pinned_wheel(tmp_path, corpus, monkeyp
     saved = _check_mlm_dir(tmp_path / "mlm")
     assert saved["method"] == "minilm" and saved["base_model"]["sha256"] == pinned.sha256
     assert not (tmp_path / "refused").exists()
-
-
-def test_missing_fashion_mnist_is_named_with_the_fix(tmp_path):
-    from neuron_ablation.demo.catalog import fashion_mnist_inputs
-
-    (tmp_path / FASHION_MNIST_FILES["train"][0]).write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="are missing") as error:
-        fashion_mnist_inputs(tmp_path)
-    message = str(error.value)
-    assert FASHION_MNIST_FILES["test"][0] in message
-    assert FASHION_MNIST_FILES["train"][0] not in message
-    assert "apt-get install -y dataset-fashion-mnist" in message and "embedded:digits" in message
-    for split in FASHION_MNIST_FILES.values():
-        for name in split:
-            (tmp_path / name).write_bytes(b"")
-    assert len(fashion_mnist_inputs(tmp_path)) == 4
 
 
 def test_train_vit_cli_passes_hyperparameters(tmp_path):

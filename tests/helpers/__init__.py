@@ -1,0 +1,1 @@
+"""Helpers shared by tests (and benchmarks/bad_inputs.py): tiny models, Snakemake runs, faults."""

@@ -1,0 +1,1 @@
+"""Tests of one module each, named after the module (``test_<module>.py``); no Snakemake runs."""

@@ -1,0 +1,1 @@
+"""Tests of the ``neuron_ablation.demo`` modules."""
