@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers.workflow import REPO
+from tests.helpers.workflow import REPO, snakemake_command
 
 KILL_AT = "NEURON_ABLATION_KILL_AT"
 
@@ -64,21 +64,6 @@ def environment(kill_at: str | None = None, bin_dir: Path | None = None, **extra
         env[KILL_AT] = kill_at
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     return env | extra
-
-
-def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
 
 
 def run_snakemake(

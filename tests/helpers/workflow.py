@@ -34,12 +34,9 @@ def tiny_config(model_dir: Path, corpus_path: Path, **overrides) -> dict:
     return config
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
-    """Run the repository's Snakefile in ``workdir`` with ``config`` written next to it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    configfile = workdir / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    cmd = [
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """The command that runs the repository's Snakefile in ``workdir`` with ``configfile``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -51,6 +48,14 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
         str(configfile),
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
+    """Run the repository's Snakefile in ``workdir`` with ``config`` written next to it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    cmd = snakemake_command(workdir, configfile, *args)
     result = subprocess.run(cmd, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
