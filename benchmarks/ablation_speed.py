@@ -197,17 +197,39 @@ def histogram_update_seconds(model, ids: np.ndarray, batch_size: int) -> tuple[f
     return inside, total
 
 
-def folded_ablation(model):
-    """A context factory: 50 % of the neurons folded into ``model``'s output projections, as
-    the evaluate command does (in place, on the same modules), and undone on exit."""
+def folded_ablation(model, value: float = 0.005):
+    """A context factory: 50 % of the neurons, fixed to ``value``, folded into ``model``'s output
+    projections as the evaluate command does (in place, on the same modules), undone on exit."""
     from neuron_ablation.ablation import folded_constant_ablation
     from neuron_ablation.architectures import neuron_widths
     from neuron_ablation.selection import ablation_masks, neuron_ranks
 
     widths = neuron_widths(model)
     masks = ablation_masks(neuron_ranks(widths, seed=0), 0.5)
-    values = [torch.full((w,), 0.005, dtype=torch.float64) for w in widths]
+    values = [torch.full((w,), value, dtype=torch.float64) for w in widths]
     return lambda: folded_constant_ablation(model, masks, values)
+
+
+def zero_bias(model):
+    """A context factory: a zero bias on every output projection that has none (what a fold adds,
+    without the fold), removed on exit."""
+    from neuron_ablation.architectures import architecture_of, attention_output_projections
+
+    out_dim = 0 if architecture_of(model).layout == "linear" else 1
+
+    @contextlib.contextmanager
+    def state():
+        added = [p for p in attention_output_projections(model) if p.bias is None]
+        for projection in added:
+            width = projection.weight.shape[out_dim]
+            projection.bias = torch.nn.Parameter(torch.zeros(width, dtype=projection.weight.dtype))
+        try:
+            yield
+        finally:
+            for projection in added:
+                projection.bias = None
+
+    return state
 
 
 def resample_setup(model, n_bank: int, seq_len: int):
@@ -280,9 +302,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--ratios",
         nargs="+",
-        choices=RATIOS,
+        choices=(*RATIOS, "fold-parts"),
         default=list(RATIOS),
-        help="which candidates to pair with their baselines (default: all)",
+        help="which candidates to pair with their baselines (default: all but fold-parts, which "
+        "splits an ablated step's extra time into the pairing, the added bias and the fold)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair, few tokens")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -305,6 +328,10 @@ def main() -> None:
     # Ablated and clean steps run the same modules (the fold is applied and undone around each
     # ablated step, untimed): two copies of one model differed by up to 5 % per batch here.
     ablation = folded_ablation(model)
+
+    def ablation_of(value: float):
+        return folded_ablation(model, value)
+
     masks, bank = resample_setup(model, 16, args.seq_len)
     # Warm-up: first-call costs (kernel compilation, allocator growth) are not per-batch costs.
     statistics_pass(model, ids[: args.batch_size], args.batch_size)
@@ -337,16 +364,21 @@ def main() -> None:
 
     body_seconds = min(timed(lambda: body_forward(model, ids, args.batch_size)) for _ in range(2))
     full_seconds = min(timed(lambda: clean_forward(model, ids, args.batch_size)) for _ in range(2))
-    pairings = {
-        "statistics / body forward": (body, stats, contextlib.nullcontext, "<= 1.10 / 1.05"),
-        "statistics / full forward": (full, stats, contextlib.nullcontext, "reference"),
-        "ablated / clean": (forward_step, forward_step, ablation, "<= 1.02"),
-        "resampled / clean": (full, resampled, contextlib.nullcontext, "<= 1.15"),
+    same = contextlib.nullcontext
+    pairings = {  # label: (group of --ratios, baseline, candidate, candidate state, target)
+        "statistics / body forward": ("statistics", body, stats, same, "<= 1.10 / 1.05"),
+        "statistics / full forward": ("statistics", full, stats, same, "reference"),
+        "ablated / clean": ("ablated", forward_step, forward_step, ablation, "<= 1.02"),
+        "resampled / clean": ("resampled", full, resampled, same, "<= 1.15"),
+        # Where an ablated step's time goes: the pairing itself, the bias a fold adds, the fold.
+        "clean / clean": ("fold-parts", forward_step, forward_step, same, "1"),
+        "zero bias / clean": ("fold-parts", forward_step, forward_step, zero_bias(model), "-"),
+        "fold of zeros / clean": ("fold-parts", forward_step, forward_step, ablation_of(0), "-"),
     }
     ratios = {
         label: (ratio(baseline, candidate, state), target)
-        for label, (baseline, candidate, state, target) in pairings.items()
-        if label.split(" /")[0] in args.ratios
+        for label, (group, baseline, candidate, state, target) in pairings.items()
+        if group in args.ratios
     }
     inside, total = histogram_update_seconds(model, ids, args.batch_size)
     rss_small, rss_large = peak_rss(args, args.tokens), peak_rss(args, 4 * args.tokens)

@@ -40,6 +40,16 @@ def test_ablation_speed_quick_prints_every_ratio(tiny_llama):
         assert label in out, out
 
 
+def test_fold_parts_split_the_ablated_step(tiny_llama):
+    out = run_benchmark(
+        "ablation_speed.py", "--quick", "--model", str(tiny_llama), "--seq-len", "16",
+        "--batch-size", "2", "--threads", "1", "--ratios", "fold-parts",
+    )  # fmt: skip
+    for label in ("clean / clean", "zero bias / clean", "fold of zeros / clean"):
+        assert label in out, out
+    assert "statistics / body forward" not in out
+
+
 def test_cpu_defaults_prints_the_throughput_tables(tiny_llama):
     out = run_benchmark(
         "cpu_defaults.py", "--model", str(tiny_llama), "--tokens", "32", "--seq-len", "16",
