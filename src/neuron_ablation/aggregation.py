@@ -40,7 +40,7 @@ def read_evaluations(paths: Iterable[str | Path]) -> tuple[pl.DataFrame, pl.Data
             raise ValueError(
                 f"{path}: not an evaluation result of one (model, method, seed, fraction): "
                 f"{missing} missing (results written before they carried them: rerun the "
-                "evaluation, e.g. snakemake --cores all --forcerun evaluate)"
+                "evaluations, snakemake --cores all --forcerun evaluate evaluate_optimal)"
             )
         keys = {
             "model": result["model"],
