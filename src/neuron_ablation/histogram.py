@@ -9,7 +9,9 @@ overflow), so every activation is counted exactly once. The peak of a neuron is
 Two exact implementations of the count update, identical bin for bin (tested):
 
 - ``numba``: one fused pass on the CPU (sum, bin against the float64 edges, count in place),
-  about 2.5 ns per activation, so the statistics pass costs about what a forward pass does.
+  tiled and spread over the torch thread count: about 1.6 ns per activation on 2 threads, so
+  the statistics pass costs about what a forward pass does. Its bins and sums do not depend on
+  the thread count (tested).
 - ``torch``: vectorised tensor operations, for GPUs (and CPUs without numba): float64 binning
   and a ``bincount`` over every slot of the layer per call.
 """
@@ -48,39 +50,74 @@ def bin_of(values: torch.Tensor, bin_width: float) -> torch.Tensor:
     return k.sub_(below.to(k.dtype)).add_(above.to(k.dtype))
 
 
+ROW_BLOCK = 16
+NEURON_GROUP = 128
+
+
+def neuron_groups(n_neurons: int, threads: int) -> int:
+    """How many groups of about ``NEURON_GROUP`` neurons the kernel splits a layer into: a
+    multiple of the thread count, so every thread gets as many groups."""
+    per_thread = -(-n_neurons // (NEURON_GROUP * threads))
+    return min(n_neurons, threads * per_thread)
+
+
 def _accumulate(
-    z: np.ndarray, sums: np.ndarray, counts: np.ndarray, bin_width: float, k_lo: int, k_hi: int
+    z: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    bin_width: float,
+    k_lo: int,
+    k_hi: int,
+    n_groups: int,
 ) -> None:
     """Add z [observation, neuron] into sums float64 [neuron] and counts int64 [neuron, slot]
     (slots as in :class:`NeuronHistogram`), with the arithmetic of :func:`bin_of`.
 
-    Neuron-major order keeps one neuron's slots (a few KiB) in L1 while its column is read; the
-    column's cache lines are shared by the next neurons, so z streams through memory once.
+    The neurons are split into ``n_groups`` contiguous groups, spread over the threads: each
+    neuron's slots and sum belong to one group, so the result is exact and does not depend on
+    the thread count. A group is walked in tiles of ``ROW_BLOCK`` rows by its neurons: a tile's
+    rows stay in cache while its neurons are read, and the group's used slots (about a hundred
+    neurons' worth) stay in L2 while the tiles stream by. Reading one whole column at a time,
+    as this kernel did before, touches a page per row: 8.5 ns per activation on a 2,048-wide
+    batch against about 3 ns tiled, both single-threaded. Each neuron's sum adds its values in
+    row order starting from 0 for the batch, as an untiled loop does: the mean does not depend
+    on the tiling either.
     """
     inverse = 1.0 / bin_width
     low, high = k_lo * bin_width, k_hi * bin_width
     overflow = counts.shape[1] - 1
-    for n in range(z.shape[1]):
-        row = counts[n]
-        total = 0.0
-        for r in range(z.shape[0]):
-            x = np.float64(z[r, n])
-            total += x
-            if x >= low and x < high:
-                k = np.floor(x * inverse)
-                if x < k * bin_width:
-                    k -= 1.0
-                elif x >= (k + 1.0) * bin_width:
-                    k += 1.0
-                row[int(k) - k_lo + 1] += 1
-            elif x < low:
-                row[0] += 1
-            else:  # at or above the range, or NaN
-                row[overflow] += 1
-        sums[n] += total
+    n_rows, n_neurons = z.shape
+    per_group = -(-n_neurons // n_groups)
+    totals = np.zeros(n_neurons)
+    for group in numba.prange(n_groups):
+        first, last = group * per_group, min((group + 1) * per_group, n_neurons)
+        for start in range(0, n_rows, ROW_BLOCK):
+            stop = min(start + ROW_BLOCK, n_rows)
+            for n in range(first, last):
+                row = counts[n]
+                total = totals[n]
+                for r in range(start, stop):
+                    x = np.float64(z[r, n])
+                    total += x
+                    if x >= low and x < high:
+                        k = np.floor(x * inverse)
+                        if x < k * bin_width:
+                            k -= 1.0
+                        elif x >= (k + 1.0) * bin_width:
+                            k += 1.0
+                        row[int(k) - k_lo + 1] += 1
+                    elif x < low:
+                        row[0] += 1
+                    else:  # at or above the range, or NaN
+                        row[overflow] += 1
+                totals[n] = total
+    for n in range(n_neurons):
+        sums[n] += totals[n]
 
 
-_fused_accumulate = numba.njit(nogil=True, cache=True)(_accumulate) if numba else None
+_fused_accumulate = (
+    numba.njit(nogil=True, cache=True, parallel=True)(_accumulate) if numba else None
+)
 
 
 def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["numba", "torch"]:
@@ -133,7 +170,12 @@ class NeuronHistogram:
             z = z.float()  # float16 / bfloat16 -> float32 is exact
         counts = self.counts.view(self.n_neurons, self.slots).numpy()
         grid = self.grid
-        _fused_accumulate(z.numpy(), self.sum.numpy(), counts, grid.bin_width, grid.k_lo, grid.k_hi)
+        threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(threads)
+        groups = neuron_groups(self.n_neurons, threads)
+        _fused_accumulate(
+            z.numpy(), self.sum.numpy(), counts, grid.bin_width, grid.k_lo, grid.k_hi, groups
+        )
 
     def _update_torch(self, z: torch.Tensor) -> None:
         self.sum += z.sum(dim=0, dtype=torch.float64)

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from neuron_ablation.histogram import BinGrid, NeuronHistogram, bin_of, peak_values
+from neuron_ablation.histogram import (
+    NEURON_GROUP,
+    ROW_BLOCK,
+    BinGrid,
+    NeuronHistogram,
+    bin_of,
+    neuron_groups,
+    peak_values,
+)
 
 BACKENDS = ["torch", "numba"]
 
@@ -152,3 +160,39 @@ def test_auto_backend_is_fused_on_cpu_and_a_bad_backend_is_named():
     assert NeuronHistogram(2, BinGrid.covering(0.1, -1, 1)).backend == "numba"
     with pytest.raises(ValueError, match="auto, numba or torch"):
         NeuronHistogram(2, BinGrid.covering(0.1, -1, 1), backend="cuda")
+
+
+@pytest.mark.parametrize(("n_neurons", "threads"), [(1, 1), (3, 2), (5, 4), (300, 2), (4096, 2)])
+def test_neuron_groups_cover_every_neuron_evenly_over_threads(n_neurons, threads):
+    groups = neuron_groups(n_neurons, threads)
+    assert 1 <= groups <= n_neurons
+    assert groups == n_neurons or groups % threads == 0
+    assert -(-n_neurons // groups) <= NEURON_GROUP
+
+
+def test_fused_kernel_does_not_depend_on_threads_or_tiling():
+    """Counts as the torch backend's, and each neuron's sum added in row order per batch (what
+    a sequential cumsum gives), bit for bit, whatever the thread count; widths and row counts
+    are not multiples of the kernel's tiles."""
+    grid = BinGrid.covering(0.003, -0.5, 0.7)
+    n_neurons = 3 * NEURON_GROUP + 45
+    values = torch.randn(5 * ROW_BLOCK + 7, n_neurons, generator=torch.Generator().manual_seed(3))
+    values[::13, ::7] = torch.tensor(np.nextafter(0.3, -1.0), dtype=torch.float32)
+    values[5, :9] = torch.tensor([np.nan, np.inf, -np.inf, 0.0, -0.0, 0.003, 0.7, -0.5, 1e30])
+    chunks = values.split(2 * ROW_BLOCK + 3)
+    reference = NeuronHistogram(n_neurons, grid, backend="torch")
+    for chunk in chunks:
+        reference.update(chunk)
+    row_order_sum = sum(np.cumsum(c.double().numpy(), axis=0)[-1] for c in chunks)
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fused = NeuronHistogram(n_neurons, grid, backend="numba")
+            for chunk in chunks:
+                fused.update(chunk)
+            for a, b in zip(fused.histogram(), reference.histogram(), strict=True):
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(fused.sum.numpy(), row_order_sum)
+    finally:
+        torch.set_num_threads(previous)
