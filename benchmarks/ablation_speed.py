@@ -13,13 +13,17 @@ same random token ids it prints
 - statistics pass / body-only forward  (the pass runs ``model.base_model``: the like-for-like
   ratio; targets <= 1.10 at SmolLM2 width, <= 1.05 at OPT-1.3B width)
 - statistics pass / full forward       (with the vocabulary projection; for reference)
-- ablated forward / clean forward      (target <= 1.02; 50 % of neurons folded into W_O)
+- ablated / clean evaluation step      (target <= 1.02; 50 % of neurons folded into W_O; a step is
+  what ``evaluate`` pays per batch: the forward and the scoring of every prediction)
 - resampled forward / clean forward    (target <= 1.15; 50 % of neurons from a 16-sequence bank,
   hook set-up included)
 - the time spent inside the histogram updates during one statistics pass, as a share of the body
   forward (a decomposition that a noisy machine blurs less than a ratio of two wall times)
 - peak RSS of a statistics pass at N and 4N tokens, each in a fresh process (target: flat)
 - process start-up (imports) and model load, the fixed cost of every job
+
+Everything runs under the allocator setting of the pipeline's commands
+(``neuron_ablation.memory.keep_freed_memory``); ``--system-allocator`` runs it without.
 
 Each ratio is the ratio of summed times over (baseline, candidate) pairs interleaved batch by
 batch (``--repeats`` passes over the ids, the order alternating), with a 95 % bootstrap interval
@@ -259,8 +263,24 @@ def build_model(args) -> torch.nn.Module:
     return load_model(args.model, "causal-lm", device="cpu")
 
 
+def use_allocator_setting(args) -> None:
+    """The pipeline's allocator setting, as every ``neuron-ablation`` command applies it."""
+    from neuron_ablation.memory import keep_freed_memory
+
+    if not args.system_allocator:
+        keep_freed_memory()
+
+
+def evaluation_step(model, batch: torch.Tensor) -> None:
+    """What ``evaluate`` pays per batch of int64 [sequence, position] ids: forward and scoring."""
+    from neuron_ablation.evaluation import Score, score_batch
+
+    score_batch(model, "causal-lm", {"input_ids": batch.numpy()}, Score())
+
+
 def rss_child(args) -> None:
     """Run one statistics pass and print this process's peak RSS in MiB as JSON."""
+    use_allocator_setting(args)
     torch.set_num_threads(args.threads)
     model = build_model(args)
     statistics_pass(model, random_ids(model, args.tokens, args.seq_len), args.batch_size)
@@ -274,7 +294,9 @@ def peak_rss(args, n_tokens: int) -> float:
         source += ["--layers", str(args.layers)]
     cmd = [sys.executable, __file__, "--rss-child", *source, "--tokens", str(n_tokens)]
     cmd += ["--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size)]
-    cmd += ["--threads", str(args.threads)]
+    cmd += ["--threads", str(args.threads)] + (
+        ["--system-allocator"] if args.system_allocator else []
+    )
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
 
@@ -307,6 +329,11 @@ def parse_args() -> argparse.Namespace:
         help="which candidates to pair with their baselines (default: all but fold-parts, which "
         "splits an ablated step's extra time into the pairing, the added bias and the fold)",
     )
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (the pipeline's commands keep freed memory)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair, few tokens")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,6 +347,7 @@ def main() -> None:
     if args.rss_child:
         return rss_child(args)
     load_before = load_average()
+    use_allocator_setting(args)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model = build_model(args)
@@ -351,9 +379,14 @@ def main() -> None:
     def stats(batch):
         statistics_pass(model, batch, args.batch_size, histograms=kept)
 
+    @torch.inference_mode()
+    def evaluation_pass():
+        for batch in batches(ids, args.batch_size):
+            evaluation_step(model, batch)
+
     def forward_step(batch):
         with torch.inference_mode():
-            model(input_ids=batch)
+            evaluation_step(model, batch)
 
     def resampled(batch):
         with torch.inference_mode():
@@ -364,11 +397,12 @@ def main() -> None:
 
     body_seconds = min(timed(lambda: body_forward(model, ids, args.batch_size)) for _ in range(2))
     full_seconds = min(timed(lambda: clean_forward(model, ids, args.batch_size)) for _ in range(2))
+    evaluation_seconds = min(timed(evaluation_pass) for _ in range(2))
     same = contextlib.nullcontext
     pairings = {  # label: (group of --ratios, baseline, candidate, candidate state, target)
         "statistics / body forward": ("statistics", body, stats, same, "<= 1.10 / 1.05"),
         "statistics / full forward": ("statistics", full, stats, same, "reference"),
-        "ablated / clean": ("ablated", forward_step, forward_step, ablation, "<= 1.02"),
+        "ablated / clean eval": ("ablated", forward_step, forward_step, ablation, "<= 1.02"),
         "resampled / clean": ("resampled", full, resampled, same, "<= 1.15"),
         # Where an ablated step's time goes: the pairing itself, the bias a fold adds, the fold.
         "clean / clean": ("fold-parts", forward_step, forward_step, same, "1"),
@@ -393,6 +427,10 @@ def main() -> None:
     print(f"load average (1, 5, 15 min) before: {load_before}")
     print(f"body forward             {body_seconds:8.2f} s  ({n_tokens / body_seconds:7.0f} tok/s)")
     print(f"full forward             {full_seconds:8.2f} s  ({n_tokens / full_seconds:7.0f} tok/s)")
+    print(
+        f"evaluation (scored)      {evaluation_seconds:8.2f} s  "
+        f"({n_tokens / evaluation_seconds:7.0f} tok/s)"
+    )
     for label, ((value, low, high, n_pairs), target) in ratios.items():
         print(
             f"{label:<25}{value:8.3f}   95 % interval [{low:.3f}, {high:.3f}] over {n_pairs} "

@@ -41,6 +41,10 @@ def main() -> None:
 
     import transformers
 
+    from neuron_ablation.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every neuron-ablation command runs
+
     print(f"load average (1, 5, 15 min) before: {load_average()}")
     models = {
         kind: transformers.AutoModelForCausalLM.from_pretrained(

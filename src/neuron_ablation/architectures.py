@@ -32,31 +32,34 @@ class Architecture:
     """Dotted attribute path from one block to its attention output projection (or alternatives)."""
     layout: WeightLayout = "linear"
     """``linear``: ``y = z @ W.T + b`` (W is [out, in]); ``conv1d``: ``y = z @ W + b``."""
-    masked_lm_head: str | None = None
-    """Masked LMs: dotted path from the ``*ForMaskedLM`` model to its position-wise vocabulary
-    head (called with the hidden states as first argument), so evaluation can run it on the
-    scored positions only. None: the full logits are computed."""
+    vocabulary_head: str | tuple[str, ...] | None = None
+    """Dotted path from the task model (``*ForCausalLM``, ``*ForMaskedLM``) to its position-wise
+    vocabulary head, called with the hidden states as first argument and returning the model's
+    logits unchanged (no soft-capping or scaling after it), so evaluation can run it on the
+    scored positions only, in chunks. None: the model's own full logits are scored."""
     task: Task = "causal-lm"
     """The pipeline task this family is loaded for (checked before any job runs)."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     # causal language models
-    "opt": Architecture("decoder.layers", "self_attn.out_proj"),
-    "llama": Architecture("layers", "self_attn.o_proj"),
-    "mistral": Architecture("layers", "self_attn.o_proj"),
-    "qwen2": Architecture("layers", "self_attn.o_proj"),
-    "gemma": Architecture("layers", "self_attn.o_proj"),
+    "opt": Architecture("decoder.layers", "self_attn.out_proj", vocabulary_head="lm_head"),
+    "llama": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
+    "mistral": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
+    "qwen2": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
+    "gemma": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
+    # Gemma 2 and 3 soft-cap the head's output, so their own logits are scored.
     "gemma2": Architecture("layers", "self_attn.o_proj"),
     "gemma3_text": Architecture("layers", "self_attn.o_proj"),
-    "gpt2": Architecture("h", "attn.c_proj", layout="conv1d"),
-    "gpt_neox": Architecture("layers", "attention.dense"),
+    "gpt2": Architecture("h", "attn.c_proj", layout="conv1d", vocabulary_head="lm_head"),
+    # transformers 5 renamed GPT-NeoX's embed_out to lm_head.
+    "gpt_neox": Architecture("layers", "attention.dense", vocabulary_head=("lm_head", "embed_out")),
     # masked language models
     "roberta": Architecture(
-        "encoder.layer", "attention.output.dense", masked_lm_head="lm_head", task="masked-lm"
+        "encoder.layer", "attention.output.dense", vocabulary_head="lm_head", task="masked-lm"
     ),
     "bert": Architecture(
-        "encoder.layer", "attention.output.dense", masked_lm_head="cls", task="masked-lm"
+        "encoder.layer", "attention.output.dense", vocabulary_head="cls", task="masked-lm"
     ),
     # vision
     # transformers >= 5.20 renamed ViT's modules; the first path that exists is used.
@@ -108,15 +111,15 @@ def attention_output_projections(model: nn.Module) -> list[nn.Module]:
     return [_get_path(block, arch.out_proj) for block in blocks]
 
 
-def masked_lm_head(model: nn.Module) -> nn.Module | None:
-    """The vocabulary head of a masked LM, if the table names one and the model has it."""
-    path = architecture_of(model).masked_lm_head
+def vocabulary_head(model: nn.Module) -> nn.Module | None:
+    """The vocabulary head of a language model, if the table names one and the model has it."""
+    path = architecture_of(model).vocabulary_head
     if path is None:
         return None
     try:
         return _get_path(model, path)
     except UnsupportedArchitectureError:
-        return None  # e.g. the bare encoder (AutoModel) of a masked-LM family
+        return None  # e.g. the bare body (AutoModel) of a language-model family
 
 
 def projection_width(projection: nn.Module, layout: WeightLayout) -> int:

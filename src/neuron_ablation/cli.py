@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neuron_ablation import methods
+from neuron_ablation.memory import keep_freed_memory
 from neuron_ablation.methods import RESAMPLE_METHODS as RESAMPLE_METHODS  # torch-free registry
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCES
 from neuron_ablation.paths import stats_store
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     and exit 2 (``--debug`` shows the traceback); other exceptions are bugs and keep theirs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
     try:

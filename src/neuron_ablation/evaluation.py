@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from neuron_ablation import metrics
 from neuron_ablation.ablation import folded_constant_ablation
-from neuron_ablation.architectures import masked_lm_head
+from neuron_ablation.architectures import vocabulary_head
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
@@ -59,8 +59,13 @@ class Score:
         keep = targets != IGNORE
         if not bool(keep.all()):
             logits, targets, sequence = logits[keep], targets[keep], sequence[keep]
-        losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
-        hits = (logits.argmax(dim=-1) == targets).long()
+        self.add_scored(*prediction_scores(logits, targets), sequence, n_sequences)
+
+    def add_scored(
+        self, losses: torch.Tensor, hits: torch.Tensor, sequence: torch.Tensor, n_sequences: int
+    ) -> None:
+        """Add one batch's float64 [prediction] losses and int64 [prediction] top-1 hits, with the
+        batch row of each prediction, to the per-sequence sums."""
         device = losses.device
         per_loss = torch.zeros(n_sequences, dtype=torch.float64, device=device)
         per_hits = torch.zeros(n_sequences, dtype=torch.long, device=device)
@@ -111,6 +116,57 @@ def predictions_and_targets(
     return logits.flatten(0, targets.dim() - 1), targets.flatten(), sequence.flatten()
 
 
+def prediction_scores(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (float64 [prediction]) and top-1 hits (int64 [prediction]) of logits
+    [prediction, class] against targets [prediction]."""
+    losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
+    return losses, (logits.argmax(dim=-1) == targets).long()
+
+
+LOGITS_BYTES_PER_CHUNK = 24 * 2**20
+"""The most logits the chunked vocabulary head computes at once: under glibc's largest mmap
+threshold (32 MiB, :mod:`neuron_ablation.memory`), so each chunk reuses the last one's memory."""
+
+
+def head_inputs(
+    model: nn.Module,
+    head: nn.Module,
+    task: str,
+    inputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The vocabulary head's inputs at the scored predictions of one batch, with their targets.
+
+    The model runs with its head handed zero positions (the head is position-wise), so no
+    logits are computed; the hidden states it would have received are kept instead.
+
+    Returns:
+        hidden float [prediction, d_model], targets int [prediction] (none IGNORE), and the batch
+        row of each prediction int [prediction].
+    """
+    seen: list[torch.Tensor] = []
+
+    def keep_hidden_states(_module: nn.Module, args: tuple[torch.Tensor, ...]):
+        seen.append(args[0])
+        return (args[0][:, :0], *args[1:])
+
+    with hooks_installed([(head, keep_hidden_states)]):
+        model(**inputs)
+    if len(seen) != 1:
+        raise RuntimeError(f"the vocabulary head ran {len(seen)} times in one forward pass")
+    hidden = seen[0]
+    if task == "causal-lm":
+        hidden, labels = hidden[:, :-1], targets["input_ids"][:, 1:]
+    else:
+        labels = targets["labels"]
+    rows = torch.arange(len(labels), device=labels.device)
+    sequence = rows.view(-1, 1).expand_as(labels)
+    scored = labels != IGNORE
+    return hidden[scored], labels[scored], sequence[scored]
+
+
 def masked_lm_predictions(
     model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor
 ) -> Predictions:
@@ -123,30 +179,67 @@ def masked_lm_predictions(
     Args:
         labels: int [batch, position], IGNORE where nothing is scored.
     """
-    scored = labels != IGNORE
-    head = masked_lm_head(model)
+    head = vocabulary_head(model)
     if head is None:
         return predictions_and_targets("masked-lm", model(**inputs).logits, {"labels": labels})
-
-    def keep_scored(_module: nn.Module, args: tuple[torch.Tensor, ...]):
-        return (args[0][scored].unsqueeze(0), *args[1:])
-
-    with hooks_installed([(head, keep_scored)]):
-        logits = model(**inputs).logits
-    return logits[0], labels[scored], scored.nonzero()[:, 0]
+    hidden, targets, sequence = head_inputs(model, head, "masked-lm", inputs, {"labels": labels})
+    return head(hidden), targets, sequence
 
 
-def batch_predictions(
-    model: nn.Module, task: str, batch: dict[str, np.ndarray]
-) -> tuple[Predictions, int]:
-    """Run ``model`` on one batch of evaluation columns; (predictions, rows in the batch)."""
+def score_batch(model: nn.Module, task: str, batch: dict[str, np.ndarray], score: Score) -> int:
+    """Score one batch of evaluation columns into ``score``; returns the rows in the batch.
+
+    For a language model whose vocabulary head the architecture table names, the head runs
+    outside the model on chunks of the scored positions (at most ``LOGITS_BYTES_PER_CHUNK`` of
+    logits each), so a batch's logits [prediction, vocab] never exist at once (400 MB for
+    SmolLM2 at 8 x 256 tokens, written, copied and read three times). Each prediction's loss and
+    hit is computed from its own row of logits either way.
+    """
+    head = vocabulary_head(model) if task != "image-classification" else None
+    if head is None:
+        predictions, n_rows = batch_predictions(model, task, batch)
+        score.add(*predictions, n_rows)
+        return n_rows
+    inputs, targets = batch_inputs(model, batch)
+    hidden, labels, sequence = head_inputs(model, head, task, inputs, targets)
+    weight = head_weight(model, head)
+    rows = max(1, LOGITS_BYTES_PER_CHUNK // (weight.shape[0] * weight.element_size()))
+    chunks = [
+        prediction_scores(head(hidden[start : start + rows]), labels[start : start + rows])
+        for start in range(0, len(labels), rows)
+    ]
+    losses = torch.cat([loss for loss, _ in chunks]) if chunks else hidden.new_zeros(0).double()
+    hits = torch.cat([hit for _, hit in chunks]) if chunks else labels.new_zeros(0)
+    n_rows = len(next(iter(inputs.values())))
+    score.add_scored(losses, hits, sequence, n_rows)
+    return n_rows
+
+
+def head_weight(model: nn.Module, head: nn.Module) -> torch.Tensor:
+    """The [vocab, d_model] weight that gives the head's output width and dtype."""
+    embeddings = model.get_output_embeddings()
+    return embeddings.weight if embeddings is not None else next(head.parameters())
+
+
+def batch_inputs(
+    model: nn.Module, batch: dict[str, np.ndarray]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One batch's model inputs and its target columns (``input_ids``, ``labels``, ``label``),
+    as tensors on the model's device."""
     device = next(model.parameters()).device
     targets = {
         name: as_tensor(batch[name], device, torch.long)
         for name in ("input_ids", "labels", "label")
         if name in batch
     }
-    inputs = model_inputs(batch, model)
+    return model_inputs(batch, model), targets
+
+
+def batch_predictions(
+    model: nn.Module, task: str, batch: dict[str, np.ndarray]
+) -> tuple[Predictions, int]:
+    """Run ``model`` on one batch of evaluation columns; (predictions, rows in the batch)."""
+    inputs, targets = batch_inputs(model, batch)
     n_rows = len(next(iter(inputs.values())))
     if task == "masked-lm":
         return masked_lm_predictions(model, inputs, targets["labels"]), n_rows
@@ -166,9 +259,7 @@ def evaluate(
     n_items = len(next(iter(columns.values())))
     with tqdm(total=n_items, unit="seq", desc=desc) as bar:
         for batch in iter_batches(columns, batch_size):
-            predictions, n_rows = batch_predictions(model, task, batch)
-            score.add(*predictions, n_rows)
-            bar.update(n_rows)
+            bar.update(score_batch(model, task, batch, score))
     return score.result()
 
 

@@ -71,7 +71,7 @@ def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys):
 @pytest.mark.parametrize("architecture", ["roberta", "bert"])
 def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, monkeypatch):
     from neuron_ablation import evaluation
-    from neuron_ablation.architectures import masked_lm_head
+    from neuron_ablation.architectures import vocabulary_head
     from neuron_ablation.masking import IGNORE
     from tests.helpers.tiny_models import save_masked_lm
 
@@ -82,13 +82,14 @@ def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, mo
     labels[2] = IGNORE  # a batch row with nothing scored
     columns = {"input_ids": ids, "labels": labels}
     seen = []
-    handle = masked_lm_head(model).register_forward_hook(
+    handle = vocabulary_head(model).register_forward_hook(
         lambda _m, args, _out: seen.append(tuple(args[0].shape))
     )
     fast = evaluate(model, columns, "masked-lm", batch_size=2)
     handle.remove()
-    assert sum(shape[1] for shape in seen) == int((labels != IGNORE).sum()) == fast["n_tokens"]
-    monkeypatch.setattr(evaluation, "masked_lm_head", lambda _model: None)  # full logits
+    positions = sum(math.prod(shape[:-1]) for shape in seen)  # the hidden size is last
+    assert positions == int((labels != IGNORE).sum()) == fast["n_tokens"]
+    monkeypatch.setattr(evaluation, "vocabulary_head", lambda _model: None)  # full logits
     full = evaluate(model, columns, "masked-lm", batch_size=2)
     assert fast["top1"] == full["top1"] and fast["n_tokens"] == full["n_tokens"]
     assert math.isclose(fast["loss"], full["loss"], rel_tol=1e-6)
@@ -116,3 +117,29 @@ def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llam
           "--seed", "0", "--selection", str(selection), "--fraction", "0.3",
           "--out", str(full)])  # fmt: skip
     assert read_json(full)["seq_loss_sum"][:2] == sweep["seq_loss_sum"]
+
+
+@pytest.mark.parametrize("architecture", ["llama", "mistral", "opt", "gpt2", "gpt_neox"])
+def test_causal_head_runs_in_chunks_and_scores_as_the_full_logits(
+    tmp_path, architecture, monkeypatch
+):
+    from neuron_ablation import evaluation
+    from neuron_ablation.architectures import vocabulary_head
+    from tests.helpers.tiny_models import save_causal_lm
+
+    model = load(save_causal_lm(tmp_path / architecture, architecture), architecture)
+    ids = np.random.default_rng(5).integers(4, 60, size=(5, 12))
+    vocab, _ = model.get_output_embeddings().weight.shape
+    monkeypatch.setattr(evaluation, "LOGITS_BYTES_PER_CHUNK", 7 * vocab * 4)  # 7 rows
+    seen = []
+    handle = vocabulary_head(model).register_forward_hook(
+        lambda _m, args, _out: seen.append(math.prod(args[0].shape[:-1]))
+    )
+    chunked = evaluate(model, {"input_ids": ids}, "causal-lm", batch_size=2)
+    handle.remove()
+    # Per batch, the model hands its head no positions, then 7 at most per chunk.
+    assert seen == [0, 7, 7, 7, 1] * 2 + [0, 7, 4]
+    monkeypatch.setattr(evaluation, "vocabulary_head", lambda _model: None)  # the model's logits
+    full = evaluate(model, {"input_ids": ids}, "causal-lm", batch_size=2)
+    assert chunked["seq_correct"] == full["seq_correct"] and chunked["seq_n"] == full["seq_n"]
+    np.testing.assert_allclose(chunked["seq_loss_sum"], full["seq_loss_sum"], rtol=1e-6)
