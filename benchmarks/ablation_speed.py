@@ -310,16 +310,28 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_and_batch_arguments(description: str, tokens: int) -> argparse.ArgumentParser:
+    """The options every speed benchmark shares: the model (or a published width), the tokens,
+    the batch shape, the threads and the allocator."""
+    parser = argparse.ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="causal LM directory or hub id")
     source.add_argument("--width", choices=WIDTHS, help="random weights of this shape")
     parser.add_argument("--layers", type=int, help="with --width: keep the first N layers")
-    parser.add_argument("--tokens", type=int, default=8192)
+    parser.add_argument("--tokens", type=int, default=tokens)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (the pipeline's commands keep freed memory)",
+    )
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    parser = model_and_batch_arguments(__doc__.splitlines()[0], tokens=8192)
     parser.add_argument("--repeats", type=int, default=5, help="passes of paired batches per ratio")
     parser.add_argument(
         "--ratios",
@@ -328,11 +340,6 @@ def parse_args() -> argparse.Namespace:
         default=list(RATIOS),
         help="which candidates to pair with their baselines (default: all but fold-parts, which "
         "splits an ablated step's extra time into the pairing, the added bias and the fold)",
-    )
-    parser.add_argument(
-        "--system-allocator",
-        action="store_true",
-        help="leave glibc's allocator as it is (the pipeline's commands keep freed memory)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair, few tokens")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)

@@ -58,3 +58,12 @@ def test_cpu_defaults_prints_the_throughput_tables(tiny_llama):
     rows = [line for line in out.splitlines() if line.startswith("| 1 |")]
     assert len(rows) == 2, out
     assert "| sdpa |" in out and "| eager |" in out
+
+
+def test_evaluation_speed_checks_and_prints_both_scorings(tiny_llama):
+    out = run_benchmark(
+        "evaluation_speed.py", "--model", str(tiny_llama), "--tokens", "96", "--seq-len", "16",
+        "--batch-size", "2", "--threads", "1",
+    )  # fmt: skip
+    for label in ("full logits", "chunked", "body", "chunked / full logits", "peak RSS"):
+        assert label in out, out

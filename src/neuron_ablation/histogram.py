@@ -18,6 +18,7 @@ Two exact implementations of the count update, identical bin for bin (tested):
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Literal
 
@@ -132,6 +133,17 @@ def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["nu
     return backend
 
 
+def zero_counts(n: int, device: torch.device | str) -> torch.Tensor:
+    """int64 [n] zeros. On CPU they live in an anonymous memory map, whose pages the kernel
+    zero-fills when first touched: bins that no activation reaches cost nothing, where
+    ``torch.zeros`` would write every slot (the heap memory that ``neuron_ablation.memory`` keeps
+    for reuse is not zero)."""
+    if torch.device(device).type != "cpu" or n == 0:
+        return torch.zeros(n, dtype=torch.int64, device=device)
+    # frombuffer keeps the map alive for as long as the tensor is.
+    return torch.frombuffer(mmap.mmap(-1, n * 8), dtype=torch.int64)
+
+
 class NeuronHistogram:
     """Running count, float64 sum and aligned histogram of one layer's neurons.
 
@@ -152,7 +164,7 @@ class NeuronHistogram:
         self.backend = resolve_backend(backend, device)
         self.count = 0
         self.sum = torch.zeros(n_neurons, dtype=torch.float64, device=device)
-        self.counts = torch.zeros(n_neurons * self.slots, dtype=torch.int64, device=device)
+        self.counts = zero_counts(n_neurons * self.slots, device)
         self._slot_offset = torch.arange(n_neurons, device=device) * self.slots
 
     @torch.no_grad()

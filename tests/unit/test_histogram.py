@@ -196,3 +196,17 @@ def test_fused_kernel_does_not_depend_on_threads_or_tiling():
             np.testing.assert_array_equal(fused.sum.numpy(), row_order_sum)
     finally:
         torch.set_num_threads(previous)
+
+
+def test_cpu_counts_are_zero_and_untouched_bins_take_no_memory():
+    import resource
+
+    from neuron_ablation.histogram import zero_counts
+
+    n = 64 * 2**20 // 8  # 64 MiB of slots
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    counts = zero_counts(n, "cpu")
+    counts[:: n // 4] += 1  # four touched pages
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert counts.dtype == torch.int64 and counts.shape == (n,) and int(counts.sum()) == 4
+    assert faults < n * 8 // 4096 // 100  # not the 16,384 pages a written buffer takes
