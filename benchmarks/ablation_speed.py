@@ -72,14 +72,18 @@ WIDTHS = ("mistral-7b", "opt-1.3b", "smollm2-135m")
 RATIOS = ("statistics", "ablated", "resampled")
 
 
-def random_weight_model(width: str, layers: int | None) -> torch.nn.Module:
-    """A causal LM of a published shape with random weights (first ``layers`` layers)."""
+def random_weight_model(
+    width: str, layers: int | None, attention: str | None = None
+) -> torch.nn.Module:
+    """A causal LM of a published shape with random weights (first ``layers`` layers), with
+    transformers' default attention kernel or ``attention`` ("sdpa", "eager")."""
     import transformers
 
     config = copy.deepcopy(published_configs()[width])
     config.num_hidden_layers = layers or config.num_hidden_layers
     torch.manual_seed(0)
-    return transformers.AutoModelForCausalLM.from_config(config).eval()
+    kernel = {"attn_implementation": attention} if attention else {}
+    return transformers.AutoModelForCausalLM.from_config(config, **kernel).eval()
 
 
 def random_ids(model, n_tokens: int, seq_len: int, seed: int = 0) -> np.ndarray:
@@ -255,9 +259,17 @@ def resampled_forward(model, ids: np.ndarray, batch_size: int, masks, bank) -> N
         clean_forward(model, ids, batch_size)
 
 
-def build_model(args) -> torch.nn.Module:
+def build_model(args, attention: str | None = None) -> torch.nn.Module:
+    """The ``--model`` as the pipeline loads it, or random weights of the ``--width``; with
+    ``attention``, that attention kernel instead of the default."""
     if args.width:
-        return random_weight_model(args.width, args.layers)
+        return random_weight_model(args.width, args.layers, attention)
+    if attention:
+        import transformers
+
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            args.model, attn_implementation=attention
+        ).eval()
     from neuron_ablation.models import load_model
 
     return load_model(args.model, "causal-lm", device="cpu")
@@ -310,9 +322,12 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def model_and_batch_arguments(description: str, tokens: int) -> argparse.ArgumentParser:
+def model_and_batch_arguments(
+    description: str, tokens: int, sweep: bool = False
+) -> argparse.ArgumentParser:
     """The options every speed benchmark shares: the model (or a published width), the tokens,
-    the batch shape, the threads and the allocator."""
+    the batch shape, the threads and the allocator; with ``sweep``, lists of batch sizes
+    (``--batch-sizes``) and thread counts (``--threads``) instead of one of each."""
     parser = argparse.ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="causal LM directory or hub id")
@@ -320,8 +335,12 @@ def model_and_batch_arguments(description: str, tokens: int) -> argparse.Argumen
     parser.add_argument("--layers", type=int, help="with --width: keep the first N layers")
     parser.add_argument("--tokens", type=int, default=tokens)
     parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    if sweep:
+        parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+        parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    else:
+        parser.add_argument("--batch-size", type=int, default=8)
+        parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--system-allocator",
         action="store_true",

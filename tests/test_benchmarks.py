@@ -52,12 +52,27 @@ def test_fold_parts_split_the_ablated_step(tiny_llama):
 
 def test_cpu_defaults_prints_the_throughput_tables(tiny_llama):
     out = run_benchmark(
-        "cpu_defaults.py", "--model", str(tiny_llama), "--tokens", "32", "--seq-len", "16",
-        "--batch-sizes", "1", "2", "--threads", "1", "--repeats", "1",
+        "cpu_defaults.py", "--model", str(tiny_llama), "--tokens", "64", "--seq-len", "16",
+        "--batch-sizes", "1", "2", "--threads", "1", "--rounds", "2",
     )  # fmt: skip
-    rows = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    rows = [line for line in out.splitlines() if line.startswith("| 1 thread, batch")]
     assert len(rows) == 2, out
+    assert all(len(row.split("|")) == 6 for row in rows), out  # setting + 3 passes
+    assert "| 1 thread, batch 2 | " in out and "1.000 [1.000, 1.000]" in out  # the reference
     assert "| sdpa |" in out and "| eager |" in out
+    assert "1 job x 1 threads" in out and "side by side" in out
+
+
+def test_cpu_defaults_refuses_a_unit_the_batch_sizes_do_not_divide(tiny_llama):
+    result = subprocess.run(
+        [sys.executable, "cpu_defaults.py", "--model", str(tiny_llama), "--tokens", "48",
+         "--seq-len", "16", "--batch-sizes", "2"],
+        cwd=BENCHMARKS, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--tokens 48 must be --seq-len 16 times a multiple of every batch size (2)" in (
+        result.stderr
+    )
 
 
 def test_evaluation_speed_checks_and_prints_both_scorings(tiny_llama):
