@@ -83,12 +83,12 @@ def print_table(title: str, labels: list[str], per_pass: dict, n_tokens: int, re
     names = list(per_pass)
     print(f"\n| {title} | " + " | ".join(f"{n} tok/s, time / default" for n in names) + " |")
     print("|---" * (len(names) + 1) + "|")
+    ratios = {name: ratio_to(seconds, reference) for name, seconds in per_pass.items()}
     for s, label in enumerate(labels):
         cells = []
         for name in names:
-            seconds = per_pass[name]
-            rate = n_tokens / np.median(seconds[:, s])
-            ratio, low, high = ratio_to(seconds, reference)[s]
+            rate = n_tokens / np.median(per_pass[name][:, s])
+            ratio, low, high = ratios[name][s]
             cells.append(f"{rate:.0f}, {ratio:.3f} [{low:.3f}, {high:.3f}]")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
