@@ -72,18 +72,14 @@ WIDTHS = ("mistral-7b", "opt-1.3b", "smollm2-135m")
 RATIOS = ("statistics", "ablated", "resampled")
 
 
-def random_weight_model(
-    width: str, layers: int | None, attention: str | None = None
-) -> torch.nn.Module:
-    """A causal LM of a published shape with random weights (first ``layers`` layers), with
-    transformers' default attention kernel or ``attention`` ("sdpa", "eager")."""
+def random_weight_model(width: str, layers: int | None) -> torch.nn.Module:
+    """A causal LM of a published shape with random weights (first ``layers`` layers)."""
     import transformers
 
     config = copy.deepcopy(published_configs()[width])
     config.num_hidden_layers = layers or config.num_hidden_layers
     torch.manual_seed(0)
-    kernel = {"attn_implementation": attention} if attention else {}
-    return transformers.AutoModelForCausalLM.from_config(config, **kernel).eval()
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
 
 
 def random_ids(model, n_tokens: int, seq_len: int, seed: int = 0) -> np.ndarray:
@@ -263,16 +259,14 @@ def build_model(args, attention: str | None = None) -> torch.nn.Module:
     """The ``--model`` as the pipeline loads it, or random weights of the ``--width``; with
     ``attention``, that attention kernel instead of the default."""
     if args.width:
-        return random_weight_model(args.width, args.layers, attention)
+        model = random_weight_model(args.width, args.layers)
+    else:
+        from neuron_ablation.models import load_model
+
+        model = load_model(args.model, "causal-lm", device="cpu")
     if attention:
-        import transformers
-
-        return transformers.AutoModelForCausalLM.from_pretrained(
-            args.model, attn_implementation=attention
-        ).eval()
-    from neuron_ablation.models import load_model
-
-    return load_model(args.model, "causal-lm", device="cpu")
+        model.set_attn_implementation(attention)
+    return model
 
 
 def use_allocator_setting(args) -> None:
