@@ -6,7 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.workflow import REPO
+
+pytestmark = pytest.mark.benchmark  # left out of the fast run: -m "not workflow and not benchmark"
 
 BENCHMARKS = REPO / "benchmarks"
 

@@ -4,7 +4,8 @@ glibc hands each block at or above its mmap threshold (128 KiB, raised as large 
 at most 32 MiB) to the kernel when it is freed, and trims the heap top above twice that. A
 forward pass allocates and frees activations of several MiB each per layer, so on CPU every
 batch took its memory as fresh, zero-filled pages: 600,000 page faults per SmolLM2-width body
-forward of 4,096 tokens (README, "Speed and memory").
+forward of 4,096 tokens (docs/measurements.md, "Page faults, the allocator and the vocabulary
+head").
 :func:`keep_freed_memory` fixes the threshold at its maximum and stops trimming, so freed
 activations are reused by the next batch; the process keeps its high-water mark instead of
 returning it (flat in the token count, since a batch's footprint does not grow with them).

@@ -1,10 +1,11 @@
-"""The README is a contract: every command of its ```bash and ```console blocks runs as written.
+"""The documentation is a contract: every command of the ```bash and ```console blocks of
+README.md, CONTRIBUTING.md, config/README.md and docs/**/*.md runs as written.
 
 Each command is either run verbatim in a bash shell (in a copy of the finished tiny pipeline run,
 whose ``config.yaml`` is the tiny config), run verbatim with ``-n`` added (a dry run: real
 configs whose jobs need the real models, a GPU or the hub), or listed in ``NOT_RUN`` with the
-reason. A command added to the README fails ``test_every_readme_command_is_classified`` until it
-is classified here; a classified command that left the README fails it too.
+reason. A command added to any of these files fails ``test_every_readme_command_is_classified``
+until it is classified here; a classified command that left them all fails it too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ import pytest
 from tests.helpers.workflow import REPO
 
 README = REPO / "README.md"
+CI_SCRIPT = REPO / ".ci/run"
+
+
+def documents() -> list[Path]:
+    """Every file whose commands are a contract: the README, CONTRIBUTING, the config reference
+    and every page of the documentation site."""
+    pages = sorted((REPO / "docs").glob("**/*.md"))
+    return [README, REPO / "CONTRIBUTING.md", REPO / "config/README.md", *pages]
+
+
 BLOCK = re.compile(r"^```(bash|console)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -31,6 +42,7 @@ class ReadmeCommand:
     text: str
     block: str  # "bash" or "console"
     output: tuple[str, ...]  # console blocks: the output shown after the command
+    source: str = "README.md"  # the document it is written in, relative to the repository
 
 
 def _join_continuations(lines: list[str]) -> list[str]:
@@ -48,15 +60,25 @@ def _strip_comment(line: str) -> str:
     return re.sub(r"\s+#.*$", "", line).strip()
 
 
-def readme_commands(text: str | None = None) -> list[ReadmeCommand]:
-    """The commands of the README's bash and console blocks, in order, comments dropped."""
+def documented_commands() -> list[ReadmeCommand]:
+    """The commands of every document's bash and console blocks, document by document."""
+    return [
+        command
+        for path in documents()
+        for command in readme_commands(path.read_text(), str(path.relative_to(REPO)))
+    ]
+
+
+def readme_commands(text: str | None = None, source: str = "README.md") -> list[ReadmeCommand]:
+    """The commands of a document's bash and console blocks (the README's by default), in
+    order, comments dropped."""
     commands = []
     for kind, body in BLOCK.findall(text if text is not None else README.read_text()):
         lines = body.splitlines()
         if kind == "bash":
             for line in _join_continuations(lines):
                 if _strip_comment(line):
-                    commands.append(ReadmeCommand(_strip_comment(line), kind, ()))
+                    commands.append(ReadmeCommand(_strip_comment(line), kind, (), source))
             continue
         # console: "$ command" (continued with a trailing backslash), then its output
         i = 0
@@ -74,7 +96,7 @@ def readme_commands(text: str | None = None) -> list[ReadmeCommand]:
                 output.append(lines[i])
                 i += 1
             text_ = _strip_comment(" ".join(_join_continuations(command_lines)))
-            commands.append(ReadmeCommand(text_, kind, tuple(output)))
+            commands.append(ReadmeCommand(text_, kind, tuple(output), source))
     return commands
 
 
@@ -116,14 +138,18 @@ SLURM = (
     "needs a Slurm cluster: tests/workflow/test_slurm.py runs the profile's commands (plan, run, "
     "kill, --unlock, resume with --max-threads 1) on a real single-node cluster"
 )
+CI = "CI runs it: .ci/run calls it as written (test_ci_commands_are_what_ci_runs)"
 NOT_RUN: dict[str, str] = {
     "apt-get install -y dataset-fashion-mnist": "needs root and the Debian mirror; .ci/run "
     "installs it, and tests needing it skip without it",
     'pip install torch==2.13.0 && pip install -e ".[dev]"': "installs this environment; .ci/run "
     "runs the same two installs before the tests",
-    "python -m pytest -q": "the test suite itself (this test is part of it)",
-    'python -m pytest -q -m "not workflow"': "the test suite without tests/workflow/ (this test "
-    "is part of tests/workflow/)",
+    "python -m pytest -q --durations=15": "the test suite itself (this test is part of it); " + CI,
+    'python -m pytest -q -m "not workflow and not benchmark"': "the test suite without "
+    "tests/workflow/ (this test is part of it) and the benchmark smoke runs",
+    "ruff check .": CI,
+    "snakemake --lint --configfile config.yaml": CI,
+    "mkdocs build --strict": CI,
     "huggingface-cli login": "needs a hub account and network",
     # tests/workflow/test_slurm.py runs these against a real single-node cluster (marker slurm).
     "snakemake --workflow-profile profiles/slurm -n": SLURM,
@@ -152,17 +178,51 @@ def test_readme_parser_reads_bash_and_console_blocks():
     assert commands[2].output == ("out 1", "out 2")
 
 
+def test_the_contract_covers_every_documentation_page():
+    names = [str(path.relative_to(REPO)) for path in documents()]
+    assert names[:3] == ["README.md", "CONTRIBUTING.md", "config/README.md"]
+    assert "docs/troubleshooting.md" in names and "docs/clusters.md" in names
+    sources = {c.source for c in documented_commands()}
+    assert {"README.md", "CONTRIBUTING.md", "docs/clusters.md"} <= sources
+
+
 def test_every_readme_command_is_classified():
-    documented = {c.text for c in readme_commands()}
+    commands = documented_commands()
+    documented = {c.text for c in commands}
     classified = set(PLANS) | set(NOT_RUN)
     assert not set(PLANS) & set(NOT_RUN)
-    unclassified = sorted(documented - classified)
+    unclassified = sorted({f"{c.source}: {c.text}" for c in commands if c.text not in classified})
     assert not unclassified, (
-        f"README commands not exercised by tests/workflow/test_readme.py: {unclassified}. Add "
-        "each to PLANS (how it runs on CI) or NOT_RUN (why it cannot)."
+        f"documented commands not exercised by tests/workflow/test_readme.py: {unclassified}. "
+        "Add each to PLANS (how it runs on CI) or NOT_RUN (why it cannot)."
     )
     stale = sorted(classified - documented)
-    assert not stale, f"classified commands no longer in the README: {stale}"
+    assert not stale, f"classified commands no longer in any document: {stale}"
+
+
+def runs(command: str, line: str) -> bool:
+    """Whether a shell line runs ``command`` as written (at most redirected, piped or commented)."""
+    return re.match(re.escape(command) + r"(\s*$|\s+[|&>#])", line) is not None
+
+
+def test_runs_matches_the_command_as_written_only():
+    assert runs("ruff check .", "ruff check .")
+    assert runs("snakemake --lint", "snakemake --lint >/dev/null || snakemake --lint")
+    assert not runs("python -m pytest -q", "python -m pytest -q --durations=15")
+    assert runs("mkdocs build --strict", "mkdocs build --strict   # the site")
+    assert not runs("python -m pytest -q", "# python -m pytest -q")
+
+
+def test_ci_commands_are_what_ci_runs():
+    """A command the documentation says CI runs is a line of .ci/run as written (the README's
+    test command among them)."""
+    ci_lines = [line.strip() for line in CI_SCRIPT.read_text().splitlines()]
+    claimed = [command for command, reason in NOT_RUN.items() if reason.endswith(CI)]
+    assert "python -m pytest -q --durations=15" in claimed
+    readme_tests = [c.text for c in readme_commands() if c.text.startswith("python -m pytest")]
+    assert "python -m pytest -q --durations=15" in readme_tests
+    missing = [c for c in claimed if not any(runs(c, line) for line in ci_lines)]
+    assert not missing, f"documented as run by .ci/run, but not a line of it: {missing}"
 
 
 # --- running them ---------------------------------------------------------------------------
@@ -229,16 +289,20 @@ def assert_shows_readme_output(command: ReadmeCommand, stdout: str) -> None:
         if line.strip() in ("", "..."):
             continue
         assert normalised(line) in produced, (
-            f"README output line of `{command.text}` not produced:\n{line}\nproduced:\n{stdout}"
+            f"{command.source}: output line of `{command.text}` not produced:\n{line}\n"
+            f"produced:\n{stdout}"
         )
 
 
-RUNNABLE = [c for c in readme_commands() if c.text in PLANS]
+def runnable_commands() -> list[ReadmeCommand]:
+    """One run per documented command: a command written in several documents runs once, with
+    the output one of them shows; only documents showing different outputs add runs."""
+    unique = {(c.text, c.output): c for c in documented_commands() if c.text in PLANS}
+    shown = {text for text, output in unique if output}
+    return [c for (text, output), c in unique.items() if output or text not in shown]
 
 
-@pytest.mark.parametrize(
-    "command", list({c.text: c for c in RUNNABLE}.values()), ids=lambda c: c.text
-)
+@pytest.mark.parametrize("command", runnable_commands(), ids=lambda c: f"{c.source}: {c.text}")
 def test_readme_command_runs_as_written(command, request, tmp_path):
     plan = PLANS[command.text]
     if plan.where == DRY:

@@ -275,7 +275,8 @@ MLM_MEASUREMENTS: dict[str, Any] = {
     },
 }
 """Held-out masked top-1 and CPU seconds of training of both methods on the Wikipedia leads
-(measurement runs, recorded in each ``training.json``; how they were measured: README)."""
+(measurement runs, recorded in each ``training.json``; how they were measured:
+docs/measurements.md)."""
 
 
 def train_masked_lm(
@@ -345,7 +346,7 @@ def train_masked_lm(
     bf16
         Train under bfloat16 autocast (weights stay float32; evaluation is float32): faster
         per step on a CPU with native bf16 (AVX512-BF16, AMX), but much slower than float32 on
-        an AVX2-only CPU, where torch has no fast bf16 kernels (figures: README).
+        an AVX2-only CPU, where torch has no fast bf16 kernels (figures: docs/measurements.md).
         None (default): bf16 where the CPU has native bf16 (:func:`cpu_has_native_bf16`).
     threads
         ``torch.set_num_threads`` value; None keeps torch's default.
@@ -486,7 +487,8 @@ def _warm_start_head(model: nn.Module, tokenizer, blocks: torch.Tensor, identity
     The output bias then predicts the unigram distribution from step 0 (instead of spending the
     first steps learning token frequencies). With ``identity`` the head's dense transform starts
     as the identity, so the decoder tied to the pretrained input embeddings scores the body's
-    output directly (on MiniLM a better start than a random transform; figures: README).
+    output directly (on MiniLM a better start than a random transform; figures:
+    docs/measurements.md).
     """
     _, head = _body_and_head(model)
     head = getattr(head, "predictions", head)  # BertOnlyMLMHead wraps the prediction head
@@ -596,7 +598,7 @@ def _masked_logits(model: nn.Module, inputs, attention_mask, selected) -> torch.
     Projecting every position onto the vocabulary would cost about as much as the whole MiniLM
     body. The selected rows are zero-padded to a multiple of ``_HEAD_ROWS`` so that the large
     [rows, vocabulary] buffers come in few sizes: with a different size every step, glibc's heap
-    fragments and the process keeps growing (figures: README).
+    fragments and the process keeps growing (figures: docs/measurements.md).
     """
     body, head = _body_and_head(model)
     hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
