@@ -40,6 +40,11 @@ def test_inspection_and_comparison_outputs(pipeline_run):
     assert (comparison["n_seeds"] == len(config["seeds"])).all()
     summary = (results / "tables/comparison.md").read_text()
     assert "## tiny" in summary and "For tiny, the paper's claim" in summary
+    assert "## What a decision costs" in summary
+    plan = pl.read_csv(results / "tables/plan.csv")
+    above_zero = comparison.filter(pl.col("fraction") > 0)
+    assert plan.height == above_zero.height  # every pair at every fraction > 0
+    assert (plan["current_cost"] == plan["n_seeds"] * plan["n_sequences"]).all()
     log = (results / "logs/neurons/tiny.log").read_text()
     assert "wrote results/figures/tiny_neurons.png" in log
     assert (results / "benchmarks/compare.tsv").exists()

@@ -169,6 +169,7 @@ def all_outputs():
         "table2.md",
         "comparison.csv",
         "comparison.md",
+        "plan.csv",
     )
     outputs = [paths.table(name) for name in tables]
     return outputs + [path for model in MODELS for path in model_outputs(model)]
