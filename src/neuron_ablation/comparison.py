@@ -198,9 +198,7 @@ def contributions(results: pl.DataFrame, sequences: pl.DataFrame | None) -> Cont
     return found
 
 
-def pair_matrix(
-    a: dict[int, np.ndarray], b: dict[int, np.ndarray]
-) -> tuple[list[int], np.ndarray]:
+def pair_matrix(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> tuple[list[int], np.ndarray]:
     """(seeds, differences [seed, sequence]) of two methods' contributions."""
     seeds = sorted(set(a) & set(b))
     shapes = {len(a[s]) for s in seeds} | {len(b[s]) for s in seeds}
