@@ -267,7 +267,10 @@ def plan_table(
                                 assurance,
                             )
                         )
-    return pl.DataFrame(rows, schema=PLAN_SCHEMA).sort(["model", "metric", "fraction"])
+    # Within a (model, metric, fraction), pairs keep the comparison's method order.
+    return pl.DataFrame(rows, schema=PLAN_SCHEMA).sort(
+        ["model", "metric", "fraction"], maintain_order=True
+    )
 
 
 PLAN_SCHEMA = {
