@@ -40,6 +40,7 @@ def good(tiny_llama, corpus_file) -> dict:
 def pipeline_run(tmp_path_factory, tiny_llama, corpus_file) -> tuple[Path, dict]:
     """One complete run of the whole pipeline on a tiny Llama; returns (workdir, config)."""
     workdir = tmp_path_factory.mktemp("pipeline")
-    config = tiny_config(tiny_llama, corpus_file)
+    # A third seed at the focus fractions (50 %, 90 %) only: rule evaluate_focus runs too.
+    config = tiny_config(tiny_llama, corpus_file, eval={"n_tokens": 128, "focus_seeds": 3})
     run_snakemake(workdir, config, "--cores", "2")
     return workdir, config

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from neuron_ablation import methods
+from neuron_ablation import methods, metrics
 from neuron_ablation.memory import keep_freed_memory
 from neuron_ablation.methods import RESAMPLE_METHODS as RESAMPLE_METHODS  # torch-free registry
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCES
@@ -86,10 +86,23 @@ def _neurons(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from neuron_ablation.comparison import write_comparison
 
+    appendix = ""
+    if args.plan:
+        from neuron_ablation.planning import plan_markdown, write_plan
+
+        plan = write_plan(args.ablation_csv, args.sequences, args.plan, args.confidence)
+        appendix = "\n" + plan_markdown(plan)
+        log.info("wrote %s (%d pairs)", args.plan, len(plan))
     table = write_comparison(
-        args.ablation_csv, args.csv, args.markdown, args.confidence, args.sequences
+        args.ablation_csv, args.csv, args.markdown, args.confidence, args.sequences, appendix
     )
     log.info("wrote %s (%d pairs) and %s", args.csv, len(table), args.markdown)
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from neuron_ablation.planning import plan_for_run
+
+    print(plan_for_run(args.results, args.target, args.fraction, args.confidence, args.csv))
 
 
 def _check_config(args: argparse.Namespace) -> None:
@@ -305,7 +318,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--sequences",
         help="results/tables/sequences.parquet: per-sequence scores (else seeds only)",
     )
+    p.add_argument(
+        "--plan", help="plan.csv path: variance components and the cheapest deciding design"
+    )
     p.set_defaults(func=_compare)
+
+    _targets = ", ".join(
+        f"{m.name}={m.decision_halfwidth:g}" for m in metrics.METRICS if m.decision_halfwidth
+    )
+    p = sub.add_parser(
+        "plan",
+        help="what a decision costs: per method pair, the cheapest design (seeds x sequences) "
+        "reaching a target half-width, and the seeds that would decide a tie",
+    )
+    p.add_argument("--results", default="results", help="the run's results folder")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="METRIC=HALFWIDTH",
+        help=f"target half-width in shown units, e.g. top1=1.0 (repeatable; defaults: {_targets})",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        action="append",
+        help="fractions to print (repeatable; default 0.5 and 0.9)",
+    )
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--csv", help="also write the whole plan (every fraction) to this file")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser(
         "check-config",

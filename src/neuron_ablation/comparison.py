@@ -198,9 +198,7 @@ def contributions(results: pl.DataFrame, sequences: pl.DataFrame | None) -> Cont
     return found
 
 
-def _pair_matrix(
-    a: dict[int, np.ndarray], b: dict[int, np.ndarray]
-) -> tuple[list[int], np.ndarray]:
+def pair_matrix(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> tuple[list[int], np.ndarray]:
     """(seeds, differences [seed, sequence]) of two methods' contributions."""
     seeds = sorted(set(a) & set(b))
     shapes = {len(a[s]) for s in seeds} | {len(b[s]) for s in seeds}
@@ -241,7 +239,7 @@ def compare_methods(
         found = contributions(group, per_sequence)
         for metric in metrics.names():
             for a, b in itertools.combinations(method_order(list(found)), 2):
-                seeds, matrix = _pair_matrix(found[a][metric], found[b][metric])
+                seeds, matrix = pair_matrix(found[a][metric], found[b][metric])
                 if not seeds:
                     continue
                 rows.append(_pair_row(model, metric, fraction, a, b, seeds, matrix, confidence))
@@ -572,14 +570,15 @@ def write_comparison(
     markdown: str | Path,
     confidence: float = 0.95,
     sequences: str | Path | None = None,
+    appendix: str = "",
 ) -> pl.DataFrame:
-    """ablation.csv (+ sequences.parquet) -> comparison.csv and comparison.md (atomically);
-    returns the table."""
+    """ablation.csv (+ sequences.parquet) -> comparison.csv and comparison.md (atomically, with
+    ``appendix`` as its last section); returns the table."""
     results = read_csv_table(ablation_csv, TABLE_COLUMNS["ablation.csv"])
     per_sequence = read_sequence_table(sequences) if sequences is not None else None
     table = compare_methods(results, confidence, per_sequence)
     with atomic_output(csv) as tmp:
         table.write_csv(tmp, float_precision=6)
     with atomic_output(markdown) as tmp:
-        tmp.write_text(comparison_markdown(table, confidence))
+        tmp.write_text(comparison_markdown(table, confidence) + appendix)
     return table

@@ -110,8 +110,15 @@ def check_config(config: dict[str, Any]) -> None:
     if len(set(labels)) != len(labels):
         problems.append(f"fractions: duplicates after rounding to two decimals: {labels}")
     problems += _check_subset("optimal.fractions", config["optimal"]["fractions"], labels)
-    if config["eval"].get("sweep") is not None:  # focus only matters with a sweep
+    if config["eval"].get("sweep") is not None or config["eval"].get("focus_seeds"):
         problems += _check_subset("eval.focus", config["eval"]["focus"], labels)
+    n_focus = config["eval"].get("focus_seeds")
+    if n_focus is not None and n_focus < len(config["seeds"]):
+        problems.append(
+            f"eval.focus_seeds: {n_focus} is fewer than the {len(config['seeds'])} seeds of "
+            "`seeds`; allowed: null or at least that many (the focus fractions use every seed "
+            "of `seeds`, then more)"
+        )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -191,6 +198,26 @@ def method_fractions(config: dict[str, Any], method: str) -> list[float]:
         return list(config["fractions"])
     labels = {fraction_label(f) for f in chosen}
     return [f for f in config["fractions"] if f == 0.0 or fraction_label(f) in labels]
+
+
+def focus_seeds(config: dict[str, Any]) -> list[int]:
+    """Seeds at the ``eval.focus`` fractions: ``seeds``, then the next integers above the
+    largest up to ``eval.focus_seeds`` of them."""
+    seeds = list(config["seeds"])
+    wanted = config["eval"].get("focus_seeds") or len(seeds)
+    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + wanted - len(seeds)))
+
+
+def is_focus(config: dict[str, Any], fraction: float) -> bool:
+    return fraction_label(fraction) in {fraction_label(f) for f in config["eval"]["focus"]}
+
+
+def seeds_at(config: dict[str, Any], method: str, fraction: float) -> list[int]:
+    """The seeds that score ``method`` at ``fraction``: :func:`focus_seeds` at a focus
+    fraction, ``seeds`` elsewhere and for optimal (its constants are trained per seed)."""
+    if method == "optimal" or not is_focus(config, fraction):
+        return list(config["seeds"])
+    return focus_seeds(config)
 
 
 def optimal_settings(config: dict[str, Any], model: str) -> dict[str, Any]:

@@ -538,6 +538,7 @@ TABLE_COLUMNS = {
     "ablation.csv": ["model", "method", "seed", "fraction", *RESULT_KEYS],
     "table2.csv": ["metric", "setting", "method"],
     "comparison.csv": ["model", "metric", "fraction", "method_a", "method_b", "mean_diff"],
+    "plan.csv": ["model", "metric", "fraction", "method_a", "method_b", "plan_seeds"],
     "_top_neurons.csv": ["rank", "layer", "neuron", "score"],
 }
 

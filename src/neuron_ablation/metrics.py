@@ -54,6 +54,9 @@ class Metric:
     """Unit of a shown difference, in prose (``percentage points``, ``nats``)."""
     unit_abbreviation: str = ""
     """Unit in the comparison's column headers (``pp``); empty: the header names no unit."""
+    decision_halfwidth: float | None = None
+    """Default target half-width of a paired difference's 95 % interval, in shown units, for
+    which ``plan.csv`` designs the cheapest study (``neuron-ablation plan --target``)."""
 
     def __post_init__(self) -> None:
         if not self.numerator.startswith(SEQUENCE_PREFIX) or self.numerator == COUNT_KEY:
@@ -104,6 +107,7 @@ METRICS: tuple[Metric, ...] = (
         scale=100,
         unit="percentage points",
         unit_abbreviation="pp",
+        decision_halfwidth=1.5,
     ),
     Metric(
         "loss",
@@ -114,6 +118,7 @@ METRICS: tuple[Metric, ...] = (
         higher_is_better=False,
         numerator="seq_loss_sum",
         unit="nats",
+        decision_halfwidth=0.2,
     ),
 )
 

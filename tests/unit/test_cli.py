@@ -51,6 +51,7 @@ def entry_points(model: str, missing: str) -> dict[str, list[str]]:
         "inspect": [f"{missing}/stats.zarr"],
         "neurons": [f"{missing}/stats.zarr", "--figure", "f.png", "--csv", "c.csv"],
         "compare": [f"{missing}/ablation.csv", "--csv", "c.csv", "--markdown", "c.md"],
+        "plan": ["--results", f"{missing}/results"],
         "check-config": [f"{missing}/config.yaml"],
         "verify": [f"{missing}/results"],
     }  # fmt: skip

@@ -4,8 +4,10 @@ import pytest
 
 from neuron_ablation.config import (
     ConfigError,
+    focus_seeds,
     method_fractions,
     optimal_settings,
+    seeds_at,
     sweep_items,
     validate_config,
 )
@@ -45,6 +47,15 @@ BAD = [
         lambda c: c.update(eval={"sweep": {"n_tokens": 32}, "focus": [0.7]}),
         r"eval.focus: \[0.7\] are not in fractions",
     ),
+    (
+        lambda c: c.update(eval={"focus_seeds": 5, "focus": [0.7]}),
+        r"eval.focus: \[0.7\] are not in fractions",
+    ),
+    (
+        lambda c: c.update(eval={"focus_seeds": 1}),
+        r"eval.focus_seeds: 1 is fewer than the 2 seeds of `seeds`; allowed: null or at least",
+    ),
+    (lambda c: c.update(eval={"focus_seeds": 0}), r"eval.focus_seeds"),
 ]
 
 
@@ -99,3 +110,17 @@ def test_sweep_rows_per_model(good):
 
 
 # Snakemake reading the config: tests/workflow/test_snakemake_config.py.
+
+
+def test_focus_seeds_extend_the_seeds_at_the_focus_fractions_only(good):
+    config = copy.deepcopy(good)
+    config["seeds"] = [3, 7]
+    config["eval"] = {"focus_seeds": 5, "focus": [0.5]}
+    validate_config(config)
+    assert focus_seeds(config) == [3, 7, 8, 9, 10]
+    assert seeds_at(config, "peak", 0.5) == [3, 7, 8, 9, 10]
+    assert seeds_at(config, "peak", 0.9) == [3, 7]
+    assert seeds_at(config, "optimal", 0.5) == [3, 7]  # trained per seed: stays on `seeds`
+    del config["eval"]["focus_seeds"]
+    validate_config(config)
+    assert seeds_at(config, "peak", 0.5) == [3, 7]

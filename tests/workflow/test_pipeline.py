@@ -98,7 +98,8 @@ def test_tables_and_figures(pipeline_run):
     assert ablation.columns == [
         "model", "method", "seed", "fraction", "top1", "loss", "n_tokens", "n_ablated"
     ]  # fmt: skip
-    assert ablation.height == len(config["methods"]) * len(config["seeds"]) * 4
+    focus_only = config["eval"]["focus_seeds"] - len(config["seeds"])
+    assert ablation.height == len(config["methods"]) * (len(config["seeds"]) * 4 + focus_only * 2)
     table2 = pl.read_csv(workdir / "results/tables/table2.csv")
     assert set(table2["setting"]) == {"baseline", "50 %", "90 %"}
     assert {"mean_tiny", "std_tiny"} <= set(table2.columns)
@@ -125,19 +126,26 @@ def dry_run_jobs(workdir, config) -> dict[str, int]:
     ("change", "expected"),
     [
         (
-            # one job per (method, seed) scores every fraction
+            # one job per (method, seed) scores every fraction; seed 2 (so far a focus-only
+            # seed of eval.focus_seeds) keeps its selection
             lambda c: c.update(seeds=[0, 1, 2]),
-            {"select_neurons": 1, "evaluate": 3},
+            {"evaluate": 3},
         ),
         (
-            # a new fraction is a new output of every (method, seed) job
+            # a new seed: its selection, and one job per method at the focus fractions
+            lambda c: c["eval"].update(focus_seeds=4),
+            {"select_neurons": 1, "evaluate_focus": 3},
+        ),
+        (
+            # a new fraction is a new output of every (method, seed) job; 30 % is no focus
+            # fraction, so the focus-only seed is not rerun
             lambda c: c.update(fractions=[0.0, 0.3, 0.5, 0.9, 1.0]),
             {"evaluate": 6},
         ),
         (
             lambda c: c["stats"].update(bin_width=0.02),
             # statistics and every mean/peak evaluation; zero ablation needs no statistics
-            {"statistics": 1, "evaluate": 4},
+            {"statistics": 1, "evaluate": 4, "evaluate_focus": 2},
         ),
     ],
 )
@@ -146,8 +154,37 @@ def test_only_invalidated_jobs_rerun(pipeline_run, change, expected):
     changed = copy.deepcopy(config)
     change(changed)
     jobs = dry_run_jobs(workdir, changed)
-    upstream = ("tokenize", "statistics", "select_neurons", "baseline", "evaluate")
+    upstream = (
+        "tokenize",
+        "statistics",
+        "select_neurons",
+        "baseline",
+        "evaluate",
+        "evaluate_focus",
+    )
     # Stages up to evaluation rerun exactly as expected; aggregation reruns after any change.
     assert {rule: n for rule, n in jobs.items() if rule in upstream} == expected
     assert jobs["tables"] == 1
     run_snakemake(workdir, config, "-n", "--cores", "1")  # restore the original config file
+
+
+def test_focus_only_seeds_score_the_focus_fractions_only(pipeline_run):
+    """eval.focus_seeds: 3 with seeds [0, 1]: seed 2 ablates its own nested selection at 50 % and
+    90 % (Table 2's fractions) and is not scored elsewhere."""
+    workdir, config = pipeline_run
+    (extra,) = set(range(config["eval"]["focus_seeds"])) - set(config["seeds"])
+    for method in config["methods"]:
+        found = sorted(
+            p.name for p in (workdir / f"results/tiny/eval/{method}/seed{extra}").iterdir()
+        )
+        assert found == ["frac0.50.json", "frac0.90.json"]
+    ranks = [
+        np.asarray(
+            zarr.open_group(str(workdir / f"results/tiny/selection/seed{s}.zarr"))["rank"][:]
+        )
+        for s in (*config["seeds"], extra)
+    ]
+    assert not np.array_equal(ranks[0], ranks[-1])  # its own random ranking
+    summary = pl.read_csv(workdir / "results/tables/comparison.csv")
+    n_seeds = dict(summary.group_by("fraction").agg(pl.col("n_seeds").max()).iter_rows())
+    assert n_seeds == {0.0: 2, 0.5: 3, 0.9: 3, 1.0: 2}

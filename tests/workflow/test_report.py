@@ -37,9 +37,18 @@ def test_inspection_and_comparison_outputs(pipeline_run):
     comparison = pl.read_csv(results / "tables/comparison.csv")
     n_pairs = len(config["methods"]) * (len(config["methods"]) - 1) // 2
     assert comparison.height == 2 * len(config["fractions"]) * n_pairs
-    assert (comparison["n_seeds"] == len(config["seeds"])).all()
+    focus = comparison["fraction"].is_in(config["eval"].get("focus", [0.5, 0.9]))
+    expected_seeds = (
+        pl.when(focus).then(config["eval"]["focus_seeds"]).otherwise(len(config["seeds"]))
+    )
+    assert comparison.select((pl.col("n_seeds") == expected_seeds).all()).item()
     summary = (results / "tables/comparison.md").read_text()
     assert "## tiny" in summary and "For tiny, the paper's claim" in summary
+    assert "## What a decision costs" in summary
+    plan = pl.read_csv(results / "tables/plan.csv")
+    above_zero = comparison.filter(pl.col("fraction") > 0)
+    assert plan.height == above_zero.height  # every pair at every fraction > 0
+    assert (plan["current_cost"] == plan["n_seeds"] * plan["n_sequences"]).all()
     log = (results / "logs/neurons/tiny.log").read_text()
     assert "wrote results/figures/tiny_neurons.png" in log
     assert (results / "benchmarks/compare.tsv").exists()

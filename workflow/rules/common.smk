@@ -5,10 +5,13 @@ from neuron_ablation import paths
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
+    focus_seeds,
     input_count,
+    is_focus,
     method_fractions,
     model_methods,
     optimal_settings,
+    seeds_at,
     sweep_items,
 )
 from neuron_ablation.demo.catalog import (
@@ -42,6 +45,9 @@ def run_preflight():
 MODELS = config["models"]
 ENV = "../../environment.yml"
 FRACTIONS = [paths.fraction_label(f) for f in config["fractions"]]
+# Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds; rule evaluate_focus).
+FOCUS_FRACTIONS = [paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)]
+FOCUS_ONLY_SEEDS = [s for s in focus_seeds(config) if s not in config["seeds"]]
 NEEDS_STATISTICS = (
     statistics_methods()
 )  # their constants: the array of that name in stats.zarr
@@ -139,11 +145,17 @@ def fraction_labels(method):
 
 def model_eval_results(model):
     return [
-        paths.eval_result(model, method, seed, fraction)
+        paths.eval_result(model, method, seed, paths.fraction_label(fraction))
         for method in model_methods(config, model)
-        for seed in config["seeds"]
-        for fraction in fraction_labels(method)
+        for fraction in method_fractions(config, method)
+        for seed in seeds_at(config, method, fraction)
     ]
+
+
+def job_fractions(wildcards):
+    """The fraction labels one evaluate job scores: every fraction for a seed of `seeds`, the
+    focus fractions for a focus-only seed."""
+    return FOCUS_FRACTIONS if int(wildcards.seed) in FOCUS_ONLY_SEEDS else FRACTIONS
 
 
 def sweep_args(wildcards):
@@ -169,6 +181,7 @@ def all_outputs():
         "table2.md",
         "comparison.csv",
         "comparison.md",
+        "plan.csv",
     )
     outputs = [paths.table(name) for name in tables]
     return outputs + [path for model in MODELS for path in model_outputs(model)]
@@ -214,11 +227,10 @@ def evaluate_inputs(wildcards):
     }
     if wildcards.method in NEEDS_STATISTICS:
         inputs["stats"] = paths.stats(wildcards.model)
-    if method_spec(wildcards.method).needs_bank and any(
-        float(f) > 0.0 for f in FRACTIONS
-    ):
+    fractions = job_fractions(wildcards)
+    if method_spec(wildcards.method).needs_bank and any(float(f) > 0.0 for f in fractions):
         inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
-    if any(float(f) == 0.0 for f in FRACTIONS):
+    if any(float(f) == 0.0 for f in fractions):
         inputs["baseline"] = paths.baseline(wildcards.model)
     return inputs
 

@@ -65,6 +65,7 @@ rule evaluate:
         method=_alternatives(
             m for m in config["methods"] if not method_spec(m).needs_training
         ),
+        seed=_alternatives(str(s) for s in config["seeds"]),
     conda:
         ENV
     threads: 1
@@ -86,3 +87,26 @@ rule evaluate:
         " --fraction {params.fractions:q} --selection {input.selection:q} {params.optional:q}"
         " {params.sweep:q}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+if FOCUS_ONLY_SEEDS:
+
+    # The seeds of eval.focus_seeds beyond `seeds`: the same job at the focus fractions only.
+    use rule evaluate as evaluate_focus with:
+        output:
+            [
+                paths.eval_result("{model}", "{method}", "{seed}", fraction)
+                for fraction in FOCUS_FRACTIONS
+            ],
+        wildcard_constraints:
+            method=_alternatives(
+                m for m in config["methods"] if not method_spec(m).needs_training
+            ),
+            seed=_alternatives(str(s) for s in FOCUS_ONLY_SEEDS),
+        params:
+            model=lambda w: model_source(w.model),
+            task=lambda w: MODELS[w.model]["task"],
+            runtime=lambda w: runtime_args(w.model),
+            fractions=FOCUS_FRACTIONS,
+            optional=optional_args,
+            sweep=sweep_args,

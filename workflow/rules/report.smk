@@ -54,6 +54,12 @@ rule compare:
             category="Comparison",
             labels={"table": "verdict per model"},
         ),
+        plan=report(
+            paths.table("plan.csv"),
+            caption="../report/plan.rst",
+            category="Comparison",
+            labels={"table": "what a decision costs"},
+        ),
     log:
         paths.log("compare"),
     benchmark:
@@ -64,5 +70,5 @@ rule compare:
         confidence=0.95,
     shell:
         "neuron-ablation compare {input.ablation:q} --sequences {input.sequences:q}"
-        " --csv {output.csv:q} --markdown {output.markdown:q}"
+        " --csv {output.csv:q} --markdown {output.markdown:q} --plan {output.plan:q}"
         " --confidence {params.confidence:q} > {log:q} 2>&1"
