@@ -264,6 +264,16 @@ def compare_methods(
     )
 
 
+def exact_tie(diff: PairedDifference) -> bool:
+    """Differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie."""
+    return abs(diff.mean) < TIE_TOLERANCE
+
+
+def decided(diff: PairedDifference) -> bool | None:
+    """Whether the interval excludes 0 (False for an exact tie; None without an interval)."""
+    return False if exact_tie(diff) else diff.significant
+
+
 def _pair_row(
     model: str,
     metric: str,
@@ -275,12 +285,10 @@ def _pair_row(
     confidence: float,
 ) -> dict:
     diff = paired_difference(matrix, confidence)
-    # Differences that cancel leave float noise (e.g. 2e-15 pp): that is a tie.
-    exact_tie = abs(diff.mean) < TIE_TOLERANCE
-    mean = 0.0 if exact_tie else diff.mean
+    mean = 0.0 if exact_tie(diff) else diff.mean
     advantage = mean * metrics.metric(metric).direction
     better = a if advantage > TIE_TOLERANCE else b if advantage < -TIE_TOLERANCE else "tie"
-    significant = False if exact_tie else diff.significant
+    significant = decided(diff)
     verdict = f"{better} better" if significant else "tie" if significant is False else "-"
     return {
         "model": model,

@@ -37,6 +37,7 @@ from neuron_ablation import metrics
 from neuron_ablation.comparison import (
     contributions,
     crossed_interval,
+    decided,
     method_order,
     pair_matrix,
 )
@@ -309,12 +310,12 @@ def _plan_row(
     interval = crossed_interval(matrix, confidence)
     components = variance_components(matrix)
     halfwidth = None if interval.ci_high is None else interval.ci_high - interval.mean
-    decided = None if halfwidth is None else bool(interval.significant)
+    is_decided = decided(interval)
     design = None
     if target is not None:
         design = cheapest_design(components, target, confidence, assurance)
     to_decide = None
-    if decided is False:
+    if is_decided is False:
         to_decide = seeds_to_decide(components, interval.mean, confidence)
     n_sequences = matrix.shape[1]
     return {
@@ -327,7 +328,7 @@ def _plan_row(
         "n_sequences": n_sequences,
         "mean_diff": float(interval.mean),
         "halfwidth": halfwidth,
-        "decided": decided,
+        "decided": is_decided,
         "var_seed": components.var_seed,
         "var_sequence": components.var_sequence,
         "var_residual": components.var_residual,

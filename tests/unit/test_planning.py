@@ -217,3 +217,19 @@ def test_plan_for_a_missing_run_says_what_to_run(tmp_path):
 def test_bad_targets_name_the_allowed_values(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_targets([spec])
+
+
+def test_an_exact_tie_is_undecided_as_in_the_comparison():
+    """Methods that coincide (float noise aside) are a tie with no seeds that could decide it."""
+    results, sequences = synthetic_run(np.random.default_rng(7))
+    twin = {"results": results, "sequences": sequences}
+    for name, frame in twin.items():
+        copy = frame.filter(pl.col("method") == "mean").with_columns(method=pl.lit("zero"))
+        twin[name] = pl.concat([frame, copy])
+    plan = plan_table(twin["results"], twin["sequences"])
+    comparison = compare_methods(twin["results"], sequences=twin["sequences"])
+    tie = plan.filter((pl.col("method_a") == "mean") & (pl.col("method_b") == "zero"))
+    assert tie["decided"].to_list() == [False, False]
+    assert tie["seeds_to_decide"].to_list() == [None, None]
+    joined = plan.join(comparison, on=["model", "metric", "fraction", "method_a", "method_b"])
+    assert (joined["decided"] == joined["significant"]).all()
