@@ -21,7 +21,7 @@ Each candidate's statistics store and evaluation results are compared with the r
 (the limits are in :data:`TOLERANCES` and in the summary):
 
 - activation counts per neuron: equal, always;
-- float32: at most 0.1 % of each neuron's observations in another bin, each moved by at most one
+- float32: at most 0.1 % of each layer's observations in another bin, each moved by at most one
   bin (CPU and GPU kernels round differently, so a value within ~1e-7 of a bin edge may cross
   it), the means within 1e-5, the peaks equal wherever a neuron's histograms are equal, and the
   scores (loss, top-1) equal up to rounding;
@@ -70,6 +70,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 import ablation_speed  # noqa: E402
 
+RUNS_FILE = "variants.json"  # under OUT_DIR/work: what --compare-only compares
 REFERENCE_BATCH = 4
 SAME_DEVICE_BATCH = 2
 LOW_PRECISION = ("bfloat16", "float16")
@@ -77,21 +78,22 @@ LOW_PRECISION = ("bfloat16", "float16")
 TOLERANCES: dict[str, dict[str, float]] = {
     # float32 against float32: the same computation, rounded differently by other kernels.
     "float32": {
-        "moved share": 1e-3,  # observations of a neuron in another bin, share of its count
+        "moved share": 1e-3,  # observations of a layer in another bin, share of its count
         "bins per moved observation": 1.0,  # every moved observation crossed one edge at most
         "mean abs diff": 1e-5,  # activations are O(1)
         "peaks differing where histograms are equal": 0,
         "loss rel diff": 1e-4,
         "top-1 diff": 0.01,  # predictions flipped by near-ties, share of the scored predictions
     },
-    # bfloat16 / float16 against float32: 8 / 11 mantissa bits per weight and activation.
+    # bfloat16 / float16 against float32: 8 / 11 mantissa bits per weight and activation. The
+    # limits are 3-12x the largest differences of bfloat16 on the CPU (docs/gpu-check.md).
     "low precision": {
-        "mean abs diff": 0.02,
-        "wasserstein-1": 0.02,  # per neuron, between the value distributions, in activation units
+        "mean abs diff": 0.005,
+        "wasserstein-1": 0.005,  # per neuron, between the value distributions, activation units
         "peak far share": 0.25,  # share of neurons whose peak moved by more than "peak distance"
         "peak distance": 0.1,
-        "loss rel diff": 0.02,
-        "top-1 diff": 0.1,
+        "loss rel diff": 0.05,
+        "top-1 diff": 0.1,  # two of the 20 evaluation images
     },
 }
 
@@ -169,11 +171,11 @@ def save_inputs(root: Path) -> dict[str, Path]:
 def pipeline_config(inputs: dict[str, Path], runs: list[Variant], quick: bool) -> dict:
     """The tiny workflow's config with every (family, variant) as a model of its own.
 
-    ``quick`` (the CI size) keeps the causal LM and the ViT (text and image inputs), the peak
-    method (statistics -> constants -> fold) and two fractions; the full check adds the masked
-    LM, zero, mean and resampling ablation (banks on the device) and fraction 0 (the baseline).
+    ``quick`` (the CI size: every comparison, fewest jobs) keeps the causal LM, the peak method
+    (statistics -> constants -> fold) and two fractions; the full check adds the masked LM and the
+    ViT, zero, mean and resampling ablation (banks on the device) and fraction 0 (the baseline).
     """
-    families = ["causal", "vision"] if quick else list(FAMILIES)
+    families = ["causal"] if quick else list(FAMILIES)
     models = {
         run.model(family): model_entry(inputs, family, run) for run in runs for family in families
     }
@@ -273,7 +275,9 @@ def histogram_distances(reference: np.ndarray, candidate: np.ndarray) -> tuple:
 
 
 def worst(values: np.ndarray) -> str:
-    """Where the largest of float [layer, neuron] ``values`` is, for the summary."""
+    """Where the largest of float [layer, neuron] ``values`` is, for the summary ("" if all 0)."""
+    if not values.any():
+        return ""
     layer, neuron = np.unravel_index(np.argmax(values), values.shape)
     return f"worst: layer {layer}, neuron {neuron}"
 
@@ -291,8 +295,10 @@ def compare_statistics(reference: dict, candidate: dict, precision: str) -> Iter
     count = np.maximum(reference["count"], 1)
     peak_diff = np.abs(candidate["peak"] - reference["peak"])
     if precision == "float32":
-        share = moved / count
-        yield "moved share", float(share.max()), limits["moved share"], worst(share)
+        # Per layer: a single crossing is 1/count of a neuron, already 0.2 % in the tiny run.
+        share = moved.sum(axis=-1) / count.sum(axis=-1)
+        where = f"worst: layer {int(np.argmax(share))}" if share.any() else ""
+        yield "moved share", float(share.max()), limits["moved share"], where
         per_moved = np.where(moved > 0, distance / np.maximum(moved, 1), 0)
         yield (
             "bins per moved observation", float(per_moved.max()),
@@ -335,7 +341,8 @@ def most_different(rows: list[tuple[str, tuple]]) -> Iterator[tuple]:
         if kept is None or row[1] > kept[1][1]:
             by_quantity[row[0]] = (artifact, row)
     for artifact, (quantity, value, limit, detail) in by_quantity.values():
-        yield quantity, value, limit, f"worst: {artifact}" + (f"; {detail}" if detail else "")
+        where = f"worst: {artifact}" if value > 0 else ""
+        yield quantity, value, limit, "; ".join(part for part in (where, detail) if part)
 
 
 def compare_family(
@@ -440,7 +447,12 @@ def markdown(summary: dict) -> str:
         "",
         f"device {summary['device']} against reference {summary['reference_device']}; "
         f"dtypes {', '.join(summary['dtypes'])}; {summary['wall_seconds']:.0f} s"
-        + ("; --quick" if summary["quick"] else ""),
+        + ("; --quick" if summary["quick"] else "")
+        + (
+            "; --compare-only (the earlier run's results compared again)"
+            if summary["compare_only"]
+            else ""
+        ),
         "",
         "| environment | |",
         "|---|---|",
@@ -513,6 +525,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compare the runs already under OUT_DIR/work again (no pipeline run, no ratios)",
     )
     args = parser.parse_args(argv)
+    if args.compare_only:
+        if not (args.out_dir / "work" / RUNS_FILE).exists():
+            parser.error(f"--compare-only: no earlier run under {args.out_dir / 'work'}")
+        return args  # the devices, dtypes and sizes are the earlier run's
     for option, device in (
         ("--device", args.device),
         ("--reference-device", args.reference_device),
@@ -520,8 +536,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problem = device_problem(device)
         if problem:
             parser.error(f"{option} {device}: {problem}")
-    if args.compare_only and not (args.out_dir / "work" / "config.yaml").exists():
-        parser.error(f"--compare-only: no earlier run under {args.out_dir / 'work'}")
     return args
 
 
@@ -543,6 +557,12 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+def load_runs(work: Path) -> tuple[list[Variant], dict]:
+    """The variants (reference first) and the config of the run under ``work``."""
+    runs = [Variant(**run) for run in json.loads((work / RUNS_FILE).read_text())]
+    return runs, yaml.safe_load((work / "config.yaml").read_text())
+
+
 def timed_stage(stages: dict[str, float], name: str, fn: Callable):
     start = time.perf_counter()
     try:
@@ -559,19 +579,26 @@ def main(argv: list[str] | None = None) -> int:
         # Fresh models have new file times: Snakemake would rerun everything of an old run anyway.
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    runs = variants(args.device, args.reference_device, args.dtypes)
+    if args.compare_only:
+        runs, config = load_runs(work)
+    else:
+        runs = variants(args.device, args.reference_device, args.dtypes)
+    reference, *candidates = runs
     summary = {
-        "passed": False, "device": args.device, "reference_device": args.reference_device,
-        "dtypes": args.dtypes, "quick": args.quick, "environment": environment(args.device),
+        "passed": False, "device": candidates[0].device, "reference_device": reference.device,
+        "dtypes": [c.dtype for c in candidates], "quick": args.quick,
+        "compare_only": args.compare_only,
+        # Compared elsewhere, the GPU of the run is not this machine's to name.
+        "environment": environment("cpu" if args.compare_only else args.device),
         "tolerances": TOLERANCES, "checks": [], "ratios": [], "stages_seconds": {},
     }  # fmt: skip
     stages = summary["stages_seconds"]
     if args.compare_only:
-        config = yaml.safe_load((work / "config.yaml").read_text())
         ran = True
     else:
         inputs = timed_stage(stages, "save models", lambda: save_inputs(work / "inputs"))
         config = pipeline_config(inputs, runs, args.quick)
+        (work / RUNS_FILE).write_text(json.dumps([asdict(run) for run in runs]))
         log = args.out_dir / "snakemake.log"
         ran = timed_stage(stages, "pipeline", lambda: run_pipeline(work, config, args.cores, log))
         if not ran:
