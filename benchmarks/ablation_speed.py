@@ -188,10 +188,11 @@ def statistics_pass(model, ids: np.ndarray, batch_size: int, histograms=None) ->
 
 
 def new_histograms(model) -> list:
+    """Empty histograms of every layer on the model's device (the backend the pass would pick)."""
     from neuron_ablation.architectures import neuron_widths
     from neuron_ablation.histogram import layer_histograms
 
-    return layer_histograms(neuron_widths(model), statistics_grid())
+    return layer_histograms(neuron_widths(model), statistics_grid(), model.device)
 
 
 def histogram_update_seconds(model, ids: np.ndarray, batch_size: int) -> tuple[float, float]:

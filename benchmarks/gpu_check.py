@@ -83,7 +83,8 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "mean abs diff": 1e-5,  # activations are O(1)
         "peaks differing where histograms are equal": 0,
         "loss rel diff": 1e-4,
-        "top-1 diff": 0.01,  # predictions flipped by near-ties, share of the scored predictions
+        # Share of the scored predictions (at least one: a near-tie of a random model may flip).
+        "top-1 diff": 0.01,
     },
     # bfloat16 / float16 against float32: 8 / 11 mantissa bits per weight and activation. The
     # limits are 3-12x the largest differences of bfloat16 on the CPU (docs/gpu-check.md).
@@ -93,7 +94,7 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "peak far share": 0.25,  # share of neurons whose peak moved by more than "peak distance"
         "peak distance": 0.1,
         "loss rel diff": 0.05,
-        "top-1 diff": 0.1,  # two of the 20 evaluation images
+        "top-1 diff": 0.1,  # two of the 20 evaluation images (at least one prediction)
     },
 }
 
@@ -115,10 +116,12 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """``reference``, or device, dtype and batch size unless 4 (``cuda:1`` as ``cuda_1``: a
+        model name has no colon)."""
         if self.reference:
             return "reference"
         suffix = "" if self.batch_size == REFERENCE_BATCH else f"-batch{self.batch_size}"
-        return f"{self.device}-{self.dtype}{suffix}"
+        return f"{self.device.replace(':', '_')}-{self.dtype}{suffix}"
 
     def model(self, family: str) -> str:
         """The model name of ``family`` in this variant (a key of the config's models)."""
@@ -227,7 +230,9 @@ def result_paths(config: dict, model: str) -> dict[str, str]:
     from neuron_ablation.config import method_fractions, model_methods, validate_config
 
     config = validate_config(copy.deepcopy(config))
-    found = {"statistics": paths.stats(model), "baseline": paths.baseline(model)}
+    found = {"statistics": paths.stats(model)}
+    if 0.0 in config["fractions"]:  # the clean result, which fraction 0 reuses
+        found["baseline"] = paths.baseline(model)
     for method in model_methods(config, model):
         for seed in config["seeds"]:
             for fraction in method_fractions(config, method):
@@ -329,16 +334,23 @@ def compare_scores(reference: dict, candidate: dict, precision: str) -> Iterator
     loss_diff = abs(candidate["loss"] - reference["loss"]) / max(abs(reference["loss"]), 1e-12)
     yield "loss rel diff", loss_diff, limits["loss rel diff"], ""
     top1_diff = abs(candidate["top1"] - reference["top1"])
-    yield "top-1 diff", top1_diff, limits["top-1 diff"], ""
+    one_prediction = 1 / max(reference["n_tokens"], 1) + 1e-12
+    yield "top-1 diff", top1_diff, max(limits["top-1 diff"], one_prediction), ""
 
 
 def most_different(rows: list[tuple[str, tuple]]) -> Iterator[tuple]:
-    """Per quantity, the (quantity, value, limit, detail) of the result that differs most, its
-    artifact named in the detail: one row per quantity over all of a model's results."""
+    """Per quantity, the (quantity, value, limit, detail) of the result that differs most (a
+    failing one first), its artifact named in the detail: one row per quantity over all of a
+    model's results."""
+
+    def badness(row: tuple) -> tuple[bool, float]:
+        quantity, value, limit, _ = row
+        return not value <= limit, value
+
     by_quantity: dict[str, tuple[str, tuple]] = {}
     for artifact, row in rows:
         kept = by_quantity.get(row[0])
-        if kept is None or row[1] > kept[1][1]:
+        if kept is None or badness(row) > badness(kept[1]):
             by_quantity[row[0]] = (artifact, row)
     for artifact, (quantity, value, limit, detail) in by_quantity.values():
         where = f"worst: {artifact}" if value > 0 else ""
@@ -529,6 +541,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not (args.out_dir / "work" / RUNS_FILE).exists():
             parser.error(f"--compare-only: no earlier run under {args.out_dir / 'work'}")
         return args  # the devices, dtypes and sizes are the earlier run's
+    if len(set(args.dtypes)) < len(args.dtypes):
+        parser.error(f"--dtypes: each dtype once, got {' '.join(args.dtypes)}")
     for option, device in (
         ("--device", args.device),
         ("--reference-device", args.reference_device),
