@@ -32,8 +32,9 @@ Each candidate's statistics store and evaluation results are compared with the r
 Then it measures the statistics and ablated-evaluation ratios of benchmarks/ablation_speed.py at
 OPT-1.3B width (4 layers, random weights) on ``--device`` per dtype (with ``--quick``: on the
 tiny causal LM, a smoke run). It writes ``gpu_check.json`` and ``gpu_check.md`` under OUT_DIR,
-prints the markdown and exits 1 on any mismatch or failed run (2 on bad arguments, e.g. ``--device
-cuda`` without CUDA), 0 otherwise. The ratios are reported, never judged: they are timings.
+prints the markdown and exits 1 on any mismatch, failed pipeline run or stage that raised (its
+traceback in the summary), 2 on bad arguments (e.g. ``--device cuda`` without CUDA), 0 otherwise.
+The ratios are reported, never judged: they are timings.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -357,7 +359,7 @@ def most_different(rows: list[tuple[str, tuple]]) -> Iterator[tuple]:
         if kept is None or badness(row) > badness(kept[1]):
             by_quantity[row[0]] = (artifact, row)
     for artifact, (quantity, value, limit, detail) in by_quantity.values():
-        where = f"worst: {artifact}" if value > 0 else ""
+        where = f"worst: {artifact}" if value != 0 else ""  # NaN included
         yield quantity, value, limit, "; ".join(part for part in (where, detail) if part)
 
 
@@ -475,8 +477,8 @@ def markdown(summary: dict) -> str:
         *(f"| {key} | {value} |" for key, value in summary["environment"].items()),
         "",
     ]
-    if summary.get("error"):
-        lines += ["## Error", "", "```text", summary["error"], "```", ""]
+    for error in summary["errors"]:
+        lines += ["## Error", "", "```text", error.rstrip(), "```", ""]
     lines += ["## Tolerances", "", "| precision | quantity | limit |", "|---|---|---|"]
     for precision, limits in summary["tolerances"].items():
         lines += [f"| {precision} | {quantity} | {limit:g} |" for quantity, limit in limits.items()]
@@ -581,14 +583,6 @@ def load_runs(work: Path) -> tuple[list[Variant], dict]:
     return runs, yaml.safe_load((work / "config.yaml").read_text())
 
 
-def timed_stage(stages: dict[str, float], name: str, fn: Callable):
-    start = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        stages[name] = round(time.perf_counter() - start, 1)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
@@ -608,42 +602,57 @@ def main(argv: list[str] | None = None) -> int:
         "compare_only": args.compare_only,
         # Compared elsewhere, the GPU of the run is not this machine's to name.
         "environment": environment("cpu" if args.compare_only else args.device),
-        "tolerances": TOLERANCES, "checks": [], "ratios": [], "stages_seconds": {},
+        "tolerances": TOLERANCES, "checks": [], "ratios": [], "errors": [], "stages_seconds": {},
     }  # fmt: skip
-    stages = summary["stages_seconds"]
-    if args.compare_only:
-        ran = True
-    else:
-        inputs = timed_stage(stages, "save models", lambda: save_inputs(work / "inputs"))
-        config = pipeline_config(inputs, runs, args.quick)
-        (work / RUNS_FILE).write_text(json.dumps([asdict(run) for run in runs]))
-        log = args.out_dir / "snakemake.log"
-        ran = timed_stage(stages, "pipeline", lambda: run_pipeline(work, config, args.cores, log))
-        if not ran:
-            summary["error"] = f"the pipeline failed; the end of {log}:\n" + tail(log)
-    if ran:
-        summary["checks"] = [
-            asdict(c) | {"passed": c.passed}
-            for c in timed_stage(stages, "compare", lambda: compare_all(work, config, runs))
-        ]
-        if not args.compare_only:
-            summary["ratios"] = timed_stage(
-                stages,
-                "speed ratios",
-                lambda: speed_ratios(
-                    args.device, args.dtypes, args.quick, work / "inputs" / "models" / "causal"
-                ),
+    inputs = None
+    if not args.compare_only:
+        inputs = run_stage(summary, "save models", lambda: save_inputs(work / "inputs"))
+        if inputs is not None:
+            config = pipeline_config(inputs, runs, args.quick)
+            (work / RUNS_FILE).write_text(json.dumps([asdict(run) for run in runs]))
+            log = args.out_dir / "snakemake.log"
+            ran = run_stage(
+                summary, "pipeline", lambda: run_pipeline(work, config, args.cores, log)
             )
-    summary["passed"] = ran and all(c["passed"] for c in summary["checks"])
+            if ran is False:
+                summary["errors"].append(f"pipeline: it failed; the end of {log}:\n" + tail(log))
+    if not summary["errors"]:
+        checks = run_stage(summary, "compare", lambda: compare_all(work, config, runs))
+        summary["checks"] = [asdict(c) | {"passed": c.passed} for c in checks or []]
+    if inputs is not None:  # the ratios need only the saved models: worth having after a failure
+        causal = inputs["causal"]
+        ratios = run_stage(
+            summary,
+            "speed ratios",
+            lambda: speed_ratios(args.device, args.dtypes, args.quick, causal),
+        )
+        summary["ratios"] = ratios or []
+    failed = [c for c in summary["checks"] if not c["passed"]]
+    summary["passed"] = bool(summary["checks"]) and not failed and not summary["errors"]
     summary["wall_seconds"] = time.perf_counter() - start
     print(write_summary(args.out_dir, summary), end="")
-    failed = [c for c in summary["checks"] if not c["passed"]]
+    errors = summary["errors"]
     print(
         "PASSED"
         if summary["passed"]
-        else f"FAILED: {len(failed)} mismatches" + ("" if ran else "; the pipeline failed")
+        else f"FAILED: {len(failed)} mismatches"
+        + (f", {len(errors)} failed stages" if errors else "")
     )
     return 0 if summary["passed"] else 1
+
+
+def run_stage(summary: dict, name: str, fn: Callable):
+    """``fn()``, timed into the summary; None if it raised, with its traceback in the summary's
+    errors: a failed stage fails the check, and the summary is still written (on a GPU day the
+    traceback is what comes back)."""
+    start = time.perf_counter()
+    try:
+        return fn()
+    except Exception:
+        summary["errors"].append(f"{name}:\n{traceback.format_exc()}")
+        return None
+    finally:
+        summary["stages_seconds"][name] = round(time.perf_counter() - start, 1)
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -214,3 +214,20 @@ def test_gpu_check_refuses_cuda_without_cuda_before_writing(tmp_path):
     assert result.returncode == 2
     assert "--device cuda: CUDA is not available on this machine" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.workflow
+def test_gpu_check_reports_a_stage_that_raised_and_still_writes_the_summary(
+    gpu_check_on_cpu, tmp_path
+):
+    out, _ = gpu_check_on_cpu
+    copied = tmp_path / "out"
+    shutil.copytree(out, copied)
+    shutil.rmtree(copied / "work/results/causal-cpu-bfloat16/stats.zarr/peak")
+    result = run_gpu_check(copied, "--compare-only")
+    assert result.returncode == 1
+    assert result.stdout.rstrip().endswith("FAILED: 0 mismatches, 1 failed stages")
+    summary = json.loads((copied / "gpu_check.json").read_text())
+    assert not summary["passed"] and summary["checks"] == []
+    assert summary["errors"][0].startswith("compare:\nTraceback")
+    assert "causal-cpu-bfloat16/stats.zarr" in summary["errors"][0]
