@@ -7,8 +7,8 @@
 # It installs the project without replacing the machine's torch (editable, --no-deps, offline
 # where the build backend is there), installs only the dependencies `pip check` reports missing
 # (this needs an index; without one it names them and stops), then runs the check: device cuda
-# unless the options say otherwise. Exit status: the check's (0 passed, 1 mismatch or failure, 2 bad
-# arguments), 3 when the install is incomplete.
+# unless the options say otherwise. Exit status: the check's (0 passed, 1 mismatch or failure,
+# 2 bad arguments), 3 when the install is incomplete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
