@@ -72,14 +72,18 @@ WIDTHS = ("mistral-7b", "opt-1.3b", "smollm2-135m")
 RATIOS = ("statistics", "ablated", "resampled")
 
 
-def random_weight_model(width: str, layers: int | None) -> torch.nn.Module:
-    """A causal LM of a published shape with random weights (first ``layers`` layers)."""
+def random_weight_model(
+    width: str, layers: int | None, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """A causal LM of a published shape with random weights (first ``layers`` layers), on
+    ``device`` in ``dtype``."""
     import transformers
 
     config = copy.deepcopy(published_configs()[width])
     config.num_hidden_layers = layers or config.num_hidden_layers
     torch.manual_seed(0)
-    return transformers.AutoModelForCausalLM.from_config(config).eval()
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def random_ids(model, n_tokens: int, seq_len: int, seed: int = 0) -> np.ndarray:
@@ -90,6 +94,8 @@ def random_ids(model, n_tokens: int, seq_len: int, seed: int = 0) -> np.ndarray:
 
 
 def batches(ids: np.ndarray, batch_size: int):
+    """int64 [batch, position] CPU tensors; each step copies its batch to the model's device, as
+    the pipeline copies every batch it reads."""
     for start in range(0, len(ids), batch_size):
         yield torch.from_numpy(ids[start : start + batch_size])
 
@@ -98,19 +104,28 @@ def batches(ids: np.ndarray, batch_size: int):
 def clean_forward(model, ids: np.ndarray, batch_size: int) -> None:
     """The full model with its head: what an evaluation pays per batch."""
     for batch in batches(ids, batch_size):
-        model(input_ids=batch)
+        model(input_ids=batch.to(model.device))
 
 
 @torch.inference_mode()
 def body_forward(model, ids: np.ndarray, batch_size: int) -> None:
     """The model body only (``model.base_model``): what the statistics pass runs."""
     for batch in batches(ids, batch_size):
-        model.base_model(input_ids=batch)
+        model.base_model(input_ids=batch.to(model.device))
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued kernels (CUDA calls return before their work is done); nothing
+    on a CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def timed(fn) -> float:
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -173,10 +188,11 @@ def statistics_pass(model, ids: np.ndarray, batch_size: int, histograms=None) ->
 
 
 def new_histograms(model) -> list:
+    """Empty histograms of every layer on the model's device (the backend the pass would pick)."""
     from neuron_ablation.architectures import neuron_widths
     from neuron_ablation.histogram import layer_histograms
 
-    return layer_histograms(neuron_widths(model), statistics_grid())
+    return layer_histograms(neuron_widths(model), statistics_grid(), model.device)
 
 
 def histogram_update_seconds(model, ids: np.ndarray, batch_size: int) -> tuple[float, float]:
@@ -226,7 +242,10 @@ def zero_bias(model):
         added = [p for p in attention_output_projections(model) if p.bias is None]
         for projection in added:
             width = projection.weight.shape[out_dim]
-            projection.bias = torch.nn.Parameter(torch.zeros(width, dtype=projection.weight.dtype))
+            weight = projection.weight
+            projection.bias = torch.nn.Parameter(
+                torch.zeros(width, dtype=weight.dtype, device=weight.device)
+            )
         try:
             yield
         finally:
@@ -282,6 +301,70 @@ def evaluation_step(model, batch: torch.Tensor) -> None:
     from neuron_ablation.evaluation import Score, score_batch
 
     score_batch(model, "causal-lm", {"input_ids": batch.numpy()}, Score())
+
+
+def warm_up(model, ids: np.ndarray, batch_size: int) -> None:
+    """One batch through the statistics pass and the full model: first-call costs (kernel
+    compilation, allocator growth, CUDA context) are not per-batch costs."""
+    statistics_pass(model, ids[:batch_size], batch_size)
+    clean_forward(model, ids[:batch_size], batch_size)
+
+
+def ratio_pairings(model, batch_size: int, seq_len: int) -> dict:
+    """label: (group of ``--ratios``, baseline step, candidate step, candidate state, target).
+
+    Each step takes one int64 [batch, position] CPU batch and copies it to ``model``'s device.
+    """
+    device = model.device
+    kept = new_histograms(model)
+    masks, bank = resample_setup(model, 16, seq_len)
+
+    def body(batch):
+        with torch.inference_mode():
+            model.base_model(input_ids=batch.to(device))
+
+    def full(batch):
+        with torch.inference_mode():
+            model(input_ids=batch.to(device))
+
+    def stats(batch):
+        statistics_pass(model, batch.numpy(), batch_size, histograms=kept)
+
+    def forward_step(batch):
+        with torch.inference_mode():
+            evaluation_step(model, batch)
+
+    def resampled(batch):
+        with torch.inference_mode():
+            resampled_forward(model, batch.numpy(), batch_size, masks, bank)
+
+    same = contextlib.nullcontext
+    # Ablated and clean steps run the same modules (the fold is applied and undone around each
+    # ablated step, untimed): two copies of one model differed by up to 5 % per batch here.
+    ablation, zeros = folded_ablation(model), folded_ablation(model, 0)
+    return {
+        "statistics / body forward": ("statistics", body, stats, same, "<= 1.10 / 1.05"),
+        "statistics / full forward": ("statistics", full, stats, same, "reference"),
+        "ablated / clean eval": ("ablated", forward_step, forward_step, ablation, "<= 1.02"),
+        "resampled / clean": ("resampled", full, resampled, same, "<= 1.15"),
+        # Where an ablated step's time goes: the pairing itself, the bias a fold adds, the fold.
+        "clean / clean": ("fold-parts", forward_step, forward_step, same, "1"),
+        "zero bias / clean": ("fold-parts", forward_step, forward_step, zero_bias(model), "-"),
+        "fold of zeros / clean": ("fold-parts", forward_step, forward_step, zeros, "-"),
+    }
+
+
+def paired_ratios(
+    model, ids: np.ndarray, batch_size: int, repeats: int, groups: list[str]
+) -> dict[str, tuple[tuple[float, float, float, int], str]]:
+    """label: ((ratio, 95 % interval low, high, batch pairs), target) of every pairing of
+    :func:`ratio_pairings` in ``groups``, on the int64 [sequence, position] ``ids``."""
+    pairings = ratio_pairings(model, batch_size, ids.shape[1])
+    return {
+        label: (batch_paired_ratio(ids, batch_size, repeats, baseline, candidate, state), target)
+        for label, (group, baseline, candidate, state, target) in pairings.items()
+        if group in groups
+    }
 
 
 def rss_child(args) -> None:
@@ -373,72 +456,23 @@ def main() -> None:
     model = build_model(args)
     load_seconds = time.perf_counter() - start
     ids = random_ids(model, args.tokens, args.seq_len)
-    # Ablated and clean steps run the same modules (the fold is applied and undone around each
-    # ablated step, untimed): two copies of one model differed by up to 5 % per batch here.
-    ablation = folded_ablation(model)
-
-    def ablation_of(value: float):
-        return folded_ablation(model, value)
-
-    masks, bank = resample_setup(model, 16, args.seq_len)
-    # Warm-up: first-call costs (kernel compilation, allocator growth) are not per-batch costs.
-    statistics_pass(model, ids[: args.batch_size], args.batch_size)
-    clean_forward(model, ids[: args.batch_size], args.batch_size)
-
-    kept = new_histograms(model)
+    warm_up(model, ids, args.batch_size)
     allocation_seconds = timed(lambda: new_histograms(model))
-
-    def body(batch):
-        with torch.inference_mode():
-            model.base_model(input_ids=batch)
-
-    def full(batch):
-        with torch.inference_mode():
-            model(input_ids=batch)
-
-    def stats(batch):
-        statistics_pass(model, batch, args.batch_size, histograms=kept)
 
     @torch.inference_mode()
     def evaluation_pass():
         for batch in batches(ids, args.batch_size):
             evaluation_step(model, batch)
 
-    def forward_step(batch):
-        with torch.inference_mode():
-            evaluation_step(model, batch)
-
-    def resampled(batch):
-        with torch.inference_mode():
-            resampled_forward(model, batch.numpy(), args.batch_size, masks, bank)
-
-    def ratio(baseline, candidate, state=contextlib.nullcontext):
-        return batch_paired_ratio(ids, args.batch_size, args.repeats, baseline, candidate, state)
-
     body_seconds = min(timed(lambda: body_forward(model, ids, args.batch_size)) for _ in range(2))
     full_seconds = min(timed(lambda: clean_forward(model, ids, args.batch_size)) for _ in range(2))
     evaluation_seconds = min(timed(evaluation_pass) for _ in range(2))
-    same = contextlib.nullcontext
-    pairings = {  # label: (group of --ratios, baseline, candidate, candidate state, target)
-        "statistics / body forward": ("statistics", body, stats, same, "<= 1.10 / 1.05"),
-        "statistics / full forward": ("statistics", full, stats, same, "reference"),
-        "ablated / clean eval": ("ablated", forward_step, forward_step, ablation, "<= 1.02"),
-        "resampled / clean": ("resampled", full, resampled, same, "<= 1.15"),
-        # Where an ablated step's time goes: the pairing itself, the bias a fold adds, the fold.
-        "clean / clean": ("fold-parts", forward_step, forward_step, same, "1"),
-        "zero bias / clean": ("fold-parts", forward_step, forward_step, zero_bias(model), "-"),
-        "fold of zeros / clean": ("fold-parts", forward_step, forward_step, ablation_of(0), "-"),
-    }
-    ratios = {
-        label: (ratio(baseline, candidate, state), target)
-        for label, (group, baseline, candidate, state, target) in pairings.items()
-        if group in args.ratios
-    }
+    ratios = paired_ratios(model, ids, args.batch_size, args.repeats, args.ratios)
     inside, total = histogram_update_seconds(model, ids, args.batch_size)
     rss_small, rss_large = peak_rss(args, args.tokens), peak_rss(args, 4 * args.tokens)
 
     n_tokens = ids.size
-    name = args.model or f"{args.width} (random weights, {len(masks)} layers)"
+    name = args.model or f"{args.width} (random weights, {model.config.num_hidden_layers} layers)"
     print(
         f"model {name}: {n_tokens} tokens, batch {args.batch_size}x{args.seq_len}, "
         f"{args.threads} threads, {args.repeats} passes of batch-interleaved pairs"

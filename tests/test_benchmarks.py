@@ -3,10 +3,14 @@ figures themselves are measurements, made by hand on an idle machine, never asse
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from tests.helpers.workflow import REPO
 
@@ -86,3 +90,146 @@ def test_evaluation_speed_checks_and_prints_both_scorings(tiny_llama):
     )  # fmt: skip
     for label in ("full logits", "chunked", "body", "chunked / full logits", "peak RSS"):
         assert label in out, out
+
+
+# --- benchmarks/gpu_check.py on the CPU (what a GPU machine runs with --device cuda)
+
+GPU_CHECK_CANDIDATES = {"cpu-float32-batch2", "cpu-bfloat16"}
+RATIOS = ("statistics / body forward", "statistics / full forward", "ablated / clean eval")
+
+
+def run_gpu_check(out, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def gpu_check_on_cpu(tmp_path_factory):
+    """One --quick run on the CPU: the reference against a float32 run at another batch size and
+    a bfloat16 run. Returns (OUT_DIR, the finished process)."""
+    out = tmp_path_factory.mktemp("gpu_check")
+    return out, run_gpu_check(out, "--device", "cpu", "--quick", "--cores", "2")
+
+
+@pytest.mark.workflow
+def test_gpu_check_on_cpu_compares_every_candidate_and_passes(gpu_check_on_cpu):
+    out, result = gpu_check_on_cpu
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.rstrip().endswith("PASSED")
+    summary = json.loads((out / "gpu_check.json").read_text())
+    assert summary["passed"] and summary["device"] == "cpu"
+    checks = summary["checks"]
+    assert {c["candidate"] for c in checks} == GPU_CHECK_CANDIDATES
+    assert {c["family"] for c in checks} == {"causal"}
+    quantities = {
+        candidate: {(c["artifact"], c["quantity"]) for c in checks if c["candidate"] == candidate}
+        for candidate in GPU_CHECK_CANDIDATES
+    }
+    shared = {
+        ("statistics", "neurons with another count"),
+        ("statistics", "mean abs diff"),
+        ("scores", "scored predictions differ"),
+        ("scores", "loss rel diff"),
+        ("scores", "top-1 diff"),
+    }
+    assert quantities["cpu-float32-batch2"] == shared | {
+        ("statistics", "moved share"),
+        ("statistics", "bins per moved observation"),
+        ("statistics", "peaks differing where histograms are equal"),
+    }
+    assert quantities["cpu-bfloat16"] == shared | {
+        ("statistics", "wasserstein-1"),
+        ("statistics", "peak far share"),
+    }
+    # A real comparison: bfloat16 statistics and scores differ from float32 ones, within limits.
+    bf16_means = [c for c in checks if c["candidate"] == "cpu-bfloat16" and c["quantity"] in (
+        "mean abs diff", "wasserstein-1")]  # fmt: skip
+    assert all(0 < c["value"] <= c["limit"] for c in bf16_means), bf16_means
+    ratios = {(r["dtype"], r["ratio"]) for r in summary["ratios"]}
+    assert ratios == {
+        (dtype, ratio)
+        for dtype in ("float32", "bfloat16")
+        for ratio in (
+            "statistics / body forward",
+            "statistics / full forward",
+            "ablated / clean eval",
+        )
+    }
+    markdown = (out / "gpu_check.md").read_text()
+    assert markdown.startswith("# GPU check: PASSED")
+    assert "## Tolerances" in markdown and "| cpu-bfloat16 |" in markdown
+
+
+def plant_score(workdir) -> str:
+    """Raise one candidate's loss by 1 %: far beyond the float32 limit."""
+    path = workdir / "results/causal-cpu-float32-batch2/eval/peak/seed0/frac0.50.json"
+    result = json.loads(path.read_text())
+    result["loss"] *= 1.01
+    path.write_text(json.dumps(result))
+    return "loss rel diff"
+
+
+def plant_histogram(workdir) -> str:
+    """Move one observation of one neuron three bins up, keeping the store consistent (counts
+    add up, the peak stays the fullest bin): a float32 observation may cross one edge only."""
+    import zarr
+
+    store = zarr.open_group(workdir / "results/causal-cpu-float32-batch2/stats.zarr", mode="r+")
+    hist = store["hist"][:]
+    layer, neuron = 0, 0
+    row = hist[layer, neuron]
+    peak = int(np.argmax(row))
+    source = next(k for k in range(len(row) - 3) if row[k] > 0 and k != peak and k + 3 != peak
+                  and row[k + 3] + 1 < row[peak])  # fmt: skip
+    row[source] -= 1
+    row[source + 3] += 1
+    store["hist"][layer] = hist[layer]
+    return "bins per moved observation"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("plant", [plant_score, plant_histogram])
+def test_gpu_check_exits_nonzero_on_a_planted_mismatch(gpu_check_on_cpu, tmp_path, plant):
+    out, result = gpu_check_on_cpu
+    assert result.returncode == 0, result.stdout[-3000:]
+    copied = tmp_path / "out"
+    shutil.copytree(out, copied)
+    quantity = plant(copied / "work")
+    planted = run_gpu_check(copied, "--compare-only")  # the run's devices, not cuda
+    assert planted.returncode == 1, planted.stdout[-3000:] + planted.stderr[-3000:]
+    assert "FAILED: 1 mismatches" in planted.stdout
+    summary = json.loads((copied / "gpu_check.json").read_text())
+    failed = [c for c in summary["checks"] if not c["passed"]]
+    assert [(c["candidate"], c["quantity"]) for c in failed] == [
+        ("cpu-float32-batch2", quantity)
+    ], failed
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_check_refuses_cuda_without_cuda_before_writing(tmp_path):
+    result = run_gpu_check(tmp_path / "out", "--device", "cuda")
+    assert result.returncode == 2
+    assert "--device cuda: CUDA is not available on this machine" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.workflow
+def test_gpu_check_reports_a_stage_that_raised_and_still_writes_the_summary(
+    gpu_check_on_cpu, tmp_path
+):
+    out, _ = gpu_check_on_cpu
+    copied = tmp_path / "out"
+    shutil.copytree(out, copied)
+    shutil.rmtree(copied / "work/results/causal-cpu-bfloat16/stats.zarr/peak")
+    result = run_gpu_check(copied, "--compare-only")
+    assert result.returncode == 1
+    assert result.stdout.rstrip().endswith("FAILED: 0 mismatches, 1 failed stages")
+    summary = json.loads((copied / "gpu_check.json").read_text())
+    assert not summary["passed"] and summary["checks"] == []
+    assert summary["errors"][0].startswith("compare:\nTraceback")
+    assert "causal-cpu-bfloat16/stats.zarr" in summary["errors"][0]

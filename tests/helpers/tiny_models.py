@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
+from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 WORDS = [f"w{i}" for i in range(60)]
@@ -28,6 +30,19 @@ def corpus(n_documents: int = 120, words_per_document: int = 40) -> list[str]:
 def write_jsonl(path: Path, texts: list[str]) -> Path:
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return path
+
+
+def image_folder(root: Path, n_per_class: int = 24) -> Path:
+    """8x8 grey PNGs in one sub-folder per class (three classes of distinct brightness), the
+    layout of a local image dataset; returns ``root``."""
+    rng = np.random.default_rng(0)
+    for label, brightness in enumerate((40, 128, 215)):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = np.clip(rng.normal(brightness, 30, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
 
 
 def word_tokenizer(masked: bool = False) -> transformers.PreTrainedTokenizerFast:

@@ -8,30 +8,19 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from neuron_ablation.io import read_model_inputs
 from tests.helpers.tiny_models import (
     CAUSAL_ARCHITECTURES,
     MASKED_ARCHITECTURES,
     VISION_ARCHITECTURES,
+    image_folder,
     save_model,
     task_of,
 )
 from tests.helpers.workflow import run_snakemake
 
 ALL = CAUSAL_ARCHITECTURES + MASKED_ARCHITECTURES + VISION_ARCHITECTURES
-
-
-def image_folder(root, n_per_class: int = 24):
-    rng = np.random.default_rng(0)
-    for label, brightness in enumerate((40, 128, 215)):
-        folder = root / f"class{label}"
-        folder.mkdir(parents=True)
-        for i in range(n_per_class):
-            pixels = np.clip(rng.normal(brightness, 30, (8, 8)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
