@@ -104,11 +104,15 @@ def _get_path(root: nn.Module, paths: str | tuple[str, ...]) -> nn.Module:
     )
 
 
+def transformer_blocks(model: nn.Module) -> nn.Module:
+    """The ``ModuleList`` of transformer blocks (layers), first layer first."""
+    return _get_path(model.base_model, architecture_of(model).blocks)
+
+
 def attention_output_projections(model: nn.Module) -> list[nn.Module]:
     """The attention output projection of every layer, first layer first."""
-    arch = architecture_of(model)
-    blocks = _get_path(model.base_model, arch.blocks)
-    return [_get_path(block, arch.out_proj) for block in blocks]
+    out_proj = architecture_of(model).out_proj
+    return [_get_path(block, out_proj) for block in transformer_blocks(model)]
 
 
 def vocabulary_head(model: nn.Module) -> nn.Module | None:
