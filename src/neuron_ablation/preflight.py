@@ -10,7 +10,8 @@ What is read, and what is not:
   divide the heads, ``head_dim`` sets a head's width where the family reads it); ``seq_len`` (and
   ``resample.seq_len``) must fit the model's positions; every ``*.safetensors`` file must be as
   long as its header says (a truncated download fails here, not in evaluation); a text model
-  needs its tokenizer files, a vision model its ``preprocessor_config.json``.
+  needs its tokenizer files (and an EOS token, or special tokens that it adds to every
+  document, to separate documents), a vision model its ``preprocessor_config.json``.
 - **Device**: ``cuda``/``cuda:N``/``mps`` must exist on this machine, when the jobs run here.
 - **Histogram memory**: layers x neurons x (bins + 2) x 8 bytes, twice (the counts and the
   copy written to Zarr), against the memory available here (or ``resources.mem_mb`` when jobs
@@ -292,11 +293,39 @@ def processor_problem(directory: Path, task: str) -> str | None:
             "model (processor.save_pretrained(directory))"
         )
     if any((directory / name).is_file() for name in TOKENIZER_FILES):
-        return None
+        return document_end_problem(directory)
     return (
         f"{directory} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}, ...): save it next to "
         "the model (tokenizer.save_pretrained(directory))"
     )
+
+
+def _declares_eos(directory: Path) -> bool:
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            if json.loads((directory / name).read_text(encoding="utf-8")).get("eos_token"):
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+def document_end_problem(directory: Path) -> str | None:
+    """Why the tokenize job would refuse this tokenizer (no EOS and nothing that separates
+    documents: :func:`neuron_ablation.tokenization.document_end`), or None. The tokenizer is
+    loaded only when its config declares no EOS token."""
+    if _declares_eos(directory):
+        return None
+    from neuron_ablation.models import load_tokenizer
+    from neuron_ablation.tokenization import NoDocumentSeparatorError, document_end
+
+    try:
+        document_end(load_tokenizer(str(directory)))
+    except NoDocumentSeparatorError as error:
+        return f"{directory}: {error}"
+    except (OSError, ValueError) as error:
+        return f"{directory}: the tokenizer cannot be loaded ({error})"
+    return None
 
 
 # ----------------------------------------------------------------------------- the hub
@@ -706,13 +735,7 @@ def check_text_dataset(
     needed = {p: max(d.needed[p] for d in demands) for p in ("stats", "eval")}
     try:
         scan = scan_text(path, dataset, needed)
-    except UnicodeDecodeError as error:
-        findings.problems.append(
-            f"{field_name}: {source} is not UTF-8 text (byte {error.start}: {error.reason}); "
-            "convert it (e.g. iconv -t UTF-8) or point the source at the right file"
-        )
-        return
-    except (DatasetFormatError, OSError) as error:
+    except (DatasetFormatError, OSError) as error:  # not UTF-8: the file's byte offset
         findings.problems.append(f"{field_name}: {error}")
         return
     n_documents = sum(t.documents for t in scan.parts.values())

@@ -493,3 +493,22 @@ def test_every_tiny_model_passes_and_its_width_is_what_the_model_has(tmp_path, a
     config = json.loads((directory / "config.json").read_text())
     assert attention_problems(config) == []
     assert model_shape(config).width == neuron_widths(load(directory, architecture))[0]
+
+
+def test_tokenizer_without_eos_is_refused_before_any_job(good, model_dir):
+    """Documents would run together: the tokenize job refuses such a tokenizer, and pre-flight
+    says so first (tokenization.document_end)."""
+    path = model_dir / "tokenizer_config.json"
+    tokenizer_config = json.loads(path.read_text())
+    del tokenizer_config["eos_token"]
+    path.write_text(json.dumps(tokenizer_config))
+    fails(with_model(good, model_dir), r"models.tiny.source: .*has no EOS token and adds no")
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_file_offset(good, tmp_path):
+    lines = [json.dumps({"text": t}).encode() + b"\n" for t in corpus(1000)]
+    data = b"".join(lines)
+    offset = len(data) - 1000  # far past the first 64 KiB read
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(data[:offset] + b"\xe9" + data[offset + 1 :])
+    fails(with_dataset(good, path), rf"is not UTF-8 text \(byte {offset:,} of the file, line")
