@@ -366,10 +366,10 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     pending = [pair for pair in pairs if pair not in reused]
     score = method_scorer(job) if pending else None
     ranks = read_ranks(job.selection) if pending else None
-    results = [
-        (out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0})
-        for fraction, out in reused
-    ]
+    results = []
+    for fraction, out in reused:
+        results.append((out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}))
+        log.info("fraction 0 ablates nothing: reusing %s for %s", job.baseline, out)
     with of_model(job.model_name, f"evaluation of {job.method} seed {job.seed}"):
         for fraction, out in pending:
             desc = f"{job.method} seed {job.seed} frac {fraction:.2f}"

@@ -72,7 +72,8 @@ def test_corner_config_finishes_and_writes_what_exists(name, workdir, tiny_llama
     if n_pairs == 0:
         assert f"Nothing to compare for tiny: only {corner['methods'][0]} was run" in summary
     else:
-        assert "For tiny, the paper's claim" in summary
+        assert "## tiny" in summary and "claim peak >= mean >= zero" in summary
+        assert all(f"| {fraction * 100:.0f} % |" in summary for fraction in corner["fractions"])
 
     verify = subprocess.run(
         [sys.executable, "-m", "neuron_ablation.cli", "verify", "results"],
