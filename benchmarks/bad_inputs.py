@@ -591,6 +591,7 @@ def stops_at(outcome: Outcome) -> str:
 MESSAGE_PATTERNS = (
     r"pre-flight check failed, nothing was run:\n\s*(.+)",
     r"invalid config:\n\s*(.+)",
+    r"neuron-ablation [\w-]+: error: (.+)",  # a job's one-paragraph error, printed with its log
     r"^(\w*Error: .+)$",
     r"^(\w*Exception: .+)$",
     r"^(Error: .+)$",
