@@ -86,8 +86,11 @@ def first_nonfinite_module(model: nn.Module, forward: Callable[[], Any]) -> tupl
 def nonfinite_parameters(model: nn.Module, limit: int = 5) -> list[str]:
     """Names of (at most ``limit``) parameters and buffers that hold NaN or infinity."""
     tensors = [*model.named_parameters(), *model.named_buffers()]
-    bad = [f"{name} ({kind_of(t)})" for name, t in tensors
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+    bad = [
+        f"{name} ({kind_of(t)})"
+        for name, t in tensors
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     return bad[:limit] + [f"and {len(bad) - limit} more"] * (len(bad) > limit)
 
 
@@ -117,7 +120,8 @@ def where_it_began(model: nn.Module, forward: Callable[[], Any]) -> str:
     held = (
         f"non-finite parameters: {', '.join(parameters)}"
         if parameters
-        else "no parameter holds NaN or inf (an overflow: try dtype float32)"
+        else "no parameter holds NaN or inf (damaged inputs, or an overflow in half precision: "
+        "try dtype float32)"
     )
     return f"{where}; {held}"
 
