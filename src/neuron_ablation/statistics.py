@@ -129,7 +129,7 @@ def collect_statistics(
         for columns_batch in iter_batches(columns, batch_size):
             batch = model_inputs(columns_batch, model)
             # Later layers' damage never reaches a hooked z of the last layer: check the output.
-            require_finite(body()[0], "the model body's output (last hidden state)")
+            require_finite(body()[0], "the model body's outputs (last hidden states)")
             bar.update(len(next(iter(columns_batch.values()))))
             bar.set_postfix(tokens=histograms[0].count)
     return list(histograms)
