@@ -45,9 +45,11 @@ from tests.helpers.faults import (
     kill_snakemake_during,
     killing_cli_bin,
     leftover_temporaries,
+    processes_with,
     snakemake_command,
+    wait_for,
 )
-from tests.helpers.tiny_models import corpus, save_causal_lm, save_vit, write_jsonl
+from tests.helpers.tiny_models import corpus, poison_weight, save_causal_lm, save_vit, write_jsonl
 
 TARGET = "results/tables/table2.md"
 CLOSED_HUB = "http://127.0.0.1:9"  # nothing listens: "the hub cannot be reached", at once
@@ -488,6 +490,83 @@ CASES["disk full while writing statistics"] = disk_full_case("statistics")
 CASES["disk full while writing tables"] = disk_full_case("aggregate")
 
 
+# --- issue 28 (part B): numbers, corner configs, architecture rules, tokenizer, encoding, lock
+# One block, added together; each row stops where the README / docs/troubleshooting-errors.md say.
+
+config_case("one resampling method only", lambda c: c.update(methods=["resample-tokens"]))
+
+
+def poisoned_model_case(name: str, parameter: str, value: float) -> None:
+    def run(ws: Workspace, workdir: Path) -> Outcome:
+        model = poison_weight(ws.copy_model(workdir), parameter, value)
+        config = ws.config()
+        model_config(config, source=str(model))
+        return ws.snakemake(workdir, config)
+
+    CASES[name] = run
+
+
+poisoned_model_case(
+    "one NaN in a v_proj weight", "model.layers.0.self_attn.v_proj.weight", float("nan")
+)
+poisoned_model_case(
+    "one +inf in an o_proj weight (last layer)",
+    "model.layers.1.self_attn.o_proj.weight",
+    float("inf"),
+)
+
+
+def edit_json(path: Path, drop: tuple[str, ...] = (), **changes) -> None:
+    content = json.loads(path.read_text()) | changes
+    path.write_text(json.dumps({k: v for k, v in content.items() if k not in drop}))
+
+
+broken_model_case(
+    "num_attention_heads 5 with hidden_size 32",
+    lambda model: edit_json(model / "config.json", num_attention_heads=5),
+)
+broken_model_case(
+    "tokenizer without EOS",
+    lambda model: edit_json(model / "tokenizer_config.json", drop=("eos_token",)),
+)
+
+LATIN1_OFFSET = 466_278
+
+
+def latin1_jsonl(workdir: Path) -> Path:
+    """A UTF-8 .jsonl corpus with one latin-1 byte (é = 0xE9) at byte LATIN1_OFFSET."""
+    data = jsonl([{"text": t} for t in corpus(3000)]).encode("utf-8")
+    path = workdir / "latin1.jsonl"
+    path.write_bytes(data[:LATIN1_OFFSET] + b"\xe9" + data[LATIN1_OFFSET + 1 :])
+    return path
+
+
+dataset_case(f"a latin-1 byte at offset {LATIN1_OFFSET:,}", latin1_jsonl)
+
+
+@case("Directory cannot be locked while another run is live")
+def _(ws: Workspace, workdir: Path) -> Outcome:
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(ws.config()))
+    command = snakemake_command(workdir, configfile, "--cores", "2", TARGET)
+    live = subprocess.Popen(
+        command, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: processes_with(live.pid, "statistics"), 300)
+        second = ws.snakemake(workdir, ws.config())
+        listed = subprocess.run(["pgrep", "-af", "snakemake"], capture_output=True, text=True)
+        seen = any(line.split()[0] == str(live.pid) for line in listed.stdout.splitlines())
+    finally:
+        live_exit = live.wait()
+    second.note = (
+        f"`pgrep -af snakemake` {'lists' if seen else 'does NOT list'} the live run, as the "
+        f"README's lock row says to check before --unlock; the live run then finished (exit "
+        f"{live_exit})"
+    )
+    return second
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -512,6 +591,7 @@ def stops_at(outcome: Outcome) -> str:
 MESSAGE_PATTERNS = (
     r"pre-flight check failed, nothing was run:\n\s*(.+)",
     r"invalid config:\n\s*(.+)",
+    r"neuron-ablation [\w-]+: error: (.+)",  # a job's one-paragraph error, printed with its log
     r"^(\w*Error: .+)$",
     r"^(\w*Exception: .+)$",
     r"^(Error: .+)$",

@@ -158,6 +158,12 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
             ]
             lines.append(f"| {row['setting']} | {row['method']} | " + " | ".join(cells) + " |")
         lines.append("")
+    if table.height == 0:
+        shown = ", ".join(f"{f * 100:.0f} %" for f in TABLE2_FRACTIONS)
+        lines.append(
+            f"No rows: Table 2 shows the baseline (fraction 0) and fractions {shown}, and none of "
+            "them was run. Every result is in ablation.csv."
+        )
     if any(table[c].is_not_null().any() for c in table.columns if c.startswith("gap_")):
         units = ", ".join(f"{m.label} in {m.unit}" for m in metrics.METRICS)
         lines.append(

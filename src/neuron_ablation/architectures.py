@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the table is read by the pre-flight check, which must not i
 
 WeightLayout = Literal["linear", "conv1d"]
 Task = Literal["causal-lm", "masked-lm", "image-classification"]
+AttentionStyle = Literal["split", "grouped", "loose"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,26 @@ class Architecture:
     scored positions only, in chunks. None: the model's own full logits are scored."""
     task: Task = "causal-lm"
     """The pipeline task this family is loaded for (checked before any job runs)."""
+    attention: AttentionStyle = "split"
+    """How the family's config.json shapes attention (the pre-flight check's rules): ``split``,
+    ``hidden_size`` is cut into ``num_attention_heads`` equal heads (transformers refuses a
+    remainder); ``grouped``, the same, and ``num_key_value_heads`` must divide the heads and
+    ``head_dim``, when set, overrides ``hidden_size / heads``; ``loose``, heads of
+    ``hidden_size // heads`` whatever the remainder (ViT builds such a model)."""
 
+
+GQA: AttentionStyle = "grouped"
 
 ARCHITECTURES: dict[str, Architecture] = {
     # causal language models
     "opt": Architecture("decoder.layers", "self_attn.out_proj", vocabulary_head="lm_head"),
-    "llama": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
-    "mistral": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
-    "qwen2": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
-    "gemma": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head"),
+    "llama": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head", attention=GQA),
+    "mistral": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head", attention=GQA),
+    "qwen2": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head", attention=GQA),
+    "gemma": Architecture("layers", "self_attn.o_proj", vocabulary_head="lm_head", attention=GQA),
     # Gemma 2 and 3 soft-cap the head's output, so their own logits are scored.
-    "gemma2": Architecture("layers", "self_attn.o_proj"),
-    "gemma3_text": Architecture("layers", "self_attn.o_proj"),
+    "gemma2": Architecture("layers", "self_attn.o_proj", attention=GQA),
+    "gemma3_text": Architecture("layers", "self_attn.o_proj", attention=GQA),
     "gpt2": Architecture("h", "attn.c_proj", layout="conv1d", vocabulary_head="lm_head"),
     # transformers 5 renamed GPT-NeoX's embed_out to lm_head.
     "gpt_neox": Architecture("layers", "attention.dense", vocabulary_head=("lm_head", "embed_out")),
@@ -67,6 +76,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ("layers", "encoder.layer"),
         ("attention.o_proj", "attention.output.dense"),
         task="image-classification",
+        attention="loose",
     ),
 }
 
@@ -104,11 +114,15 @@ def _get_path(root: nn.Module, paths: str | tuple[str, ...]) -> nn.Module:
     )
 
 
+def transformer_blocks(model: nn.Module) -> nn.Module:
+    """The ``ModuleList`` of transformer blocks (layers), first layer first."""
+    return _get_path(model.base_model, architecture_of(model).blocks)
+
+
 def attention_output_projections(model: nn.Module) -> list[nn.Module]:
     """The attention output projection of every layer, first layer first."""
-    arch = architecture_of(model)
-    blocks = _get_path(model.base_model, arch.blocks)
-    return [_get_path(block, arch.out_proj) for block in blocks]
+    out_proj = architecture_of(model).out_proj
+    return [_get_path(block, out_proj) for block in transformer_blocks(model)]
 
 
 def vocabulary_head(model: nn.Module) -> nn.Module | None:

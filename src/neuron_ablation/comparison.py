@@ -40,6 +40,32 @@ from neuron_ablation.io import atomic_output
 CLAIM_ORDER = ("peak", "mean", "zero")
 TIE_TOLERANCE = 1e-9
 
+BEST_SCHEMA = {"model": pl.String, "metric": pl.String, "fraction": pl.Float64,
+               "best_method": pl.String}  # fmt: skip
+"""Columns of :func:`best_methods`."""
+
+COMPARISON_SCHEMA = {
+    "model": pl.String,
+    "metric": pl.String,
+    "fraction": pl.Float64,
+    "method_a": pl.String,
+    "method_b": pl.String,
+    "n_seeds": pl.Int64,
+    "seeds": pl.String,
+    "n_sequences": pl.Int64,
+    "diffs": pl.String,
+    "mean_diff": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "df": pl.Float64,
+    "seed_halfwidth": pl.Float64,
+    "better": pl.String,
+    "significant": pl.Boolean,
+    "verdict": pl.String,
+}
+"""Columns of :func:`compare_methods` before ``best_method`` is joined: given explicitly, so a
+run with one method (no pairs) still gets a table with every column, and no rows."""
+
 
 # --- intervals over seeds and sequences ---------------------------------------------------------
 
@@ -164,7 +190,7 @@ def best_methods(results: pl.DataFrame) -> pl.DataFrame:
                 "best_method": "=".join(method_order(winners.to_list())),
             }
         )
-    return pl.DataFrame(rows).sort(["model", "metric", "fraction"])
+    return pl.DataFrame(rows, schema=BEST_SCHEMA).sort(["model", "metric", "fraction"])
 
 
 Contributions = dict[str, dict[str, dict[int, np.ndarray]]]  # method -> metric -> seed -> [seq]
@@ -243,15 +269,7 @@ def compare_methods(
                 if not seeds:
                     continue
                 rows.append(_pair_row(model, metric, fraction, a, b, seeds, matrix, confidence))
-    table = pl.DataFrame(
-        rows,
-        schema_overrides={
-            "ci_low": pl.Float64,
-            "ci_high": pl.Float64,
-            "df": pl.Float64,
-            "seed_halfwidth": pl.Float64,
-        },
-    )
+    table = pl.DataFrame(rows, schema=COMPARISON_SCHEMA)
     order = {m: i for i, m in enumerate(method_order(results["method"].unique().to_list()))}
     return (
         table.join(best_methods(results), on=["model", "metric", "fraction"], how="left")
@@ -477,7 +495,32 @@ def _units_sentence() -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> str:
+def unpaired_sections(comparison: pl.DataFrame, results: pl.DataFrame) -> list[str]:
+    """A short section for every model of ``results`` that has no pair in ``comparison`` (one
+    method run, or methods that share no seed): what was run and why nothing is compared."""
+    paired = set(comparison["model"].to_list())
+    lines = []
+    for model in results["model"].unique(maintain_order=True).to_list():
+        if model in paired:
+            continue
+        methods = method_order(results.filter(pl.col("model") == model)["method"].to_list())
+        lines += [
+            f"## {model}",
+            "",
+            f"Nothing to compare for {model}: only {', '.join(methods)} "
+            f"{'was' if len(methods) == 1 else 'were'} run"
+            + (" (no seed in common)" if len(methods) > 1 else "")
+            + ". Pairs need two methods scored on the same seed; the claim cannot be checked.",
+            "",
+        ]
+    return lines
+
+
+def comparison_markdown(
+    comparison: pl.DataFrame, confidence: float = 0.95, results: pl.DataFrame | None = None
+) -> str:
+    """comparison.md: the method note, then per model its verdict and tables; with ``results``
+    (ablation.csv), a note for each model that has no pairs."""
     lines = [
         "# Paired comparison of ablation methods",
         "",
@@ -493,6 +536,8 @@ def comparison_markdown(comparison: pl.DataFrame, confidence: float = 0.95) -> s
     ]
     for model in comparison["model"].unique(maintain_order=True).to_list():
         lines += model_markdown(comparison, model, confidence)
+    if results is not None:
+        lines += unpaired_sections(comparison, results)
     return "\n".join(lines)
 
 
@@ -588,5 +633,5 @@ def write_comparison(
     with atomic_output(csv) as tmp:
         table.write_csv(tmp, float_precision=6)
     with atomic_output(markdown) as tmp:
-        tmp.write_text(comparison_markdown(table, confidence) + appendix)
+        tmp.write_text(comparison_markdown(table, confidence, results) + appendix)
     return table

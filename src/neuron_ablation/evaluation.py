@@ -26,6 +26,7 @@ from tqdm import tqdm
 from neuron_ablation import metrics
 from neuron_ablation.ablation import folded_constant_ablation
 from neuron_ablation.architectures import vocabulary_head
+from neuron_ablation.finite import located, of_model, require_finite
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
@@ -120,7 +121,12 @@ def prediction_scores(
     logits: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy (float64 [prediction]) and top-1 hits (int64 [prediction]) of logits
-    [prediction, class] against targets [prediction]."""
+    [prediction, class] against targets [prediction].
+
+    Raises:
+        NonFiniteError: a logit is NaN or infinite (it would score as a NaN loss and a miss).
+    """
+    require_finite(logits, "the logits")
     losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
     return losses, (logits.argmax(dim=-1) == targets).long()
 
@@ -254,11 +260,20 @@ def evaluate(
     batch_size: int = 8,
     desc: str = "evaluating",
 ) -> dict[str, Any]:
-    """Score ``model`` on the evaluation columns (see the module docstring)."""
+    """Score ``model`` on the evaluation columns (see the module docstring).
+
+    Raises:
+        NonFiniteError: non-finite logits; the message names the first module whose output is
+            not finite.
+    """
     score = Score()
     n_items = len(next(iter(columns.values())))
-    with tqdm(total=n_items, unit="seq", desc=desc) as bar:
-        for batch in iter_batches(columns, batch_size):
+    batch: dict[str, np.ndarray] = {}
+    with (
+        located(model, lambda: model(**batch_inputs(model, batch)[0])),
+        tqdm(total=n_items, unit="seq", desc=desc) as bar,
+    ):
+        for batch in iter_batches(columns, batch_size):  # noqa: B007 - read by located()
             bar.update(score_batch(model, task, batch, score))
     return score.result()
 
@@ -339,7 +354,8 @@ def run_evaluation_job(job: EvaluationJob) -> None:
 
     Nothing is ablated at fraction 0 (``round(0 * width) == 0``): there the clean baseline,
     computed once per model, is reused when given. Every input is read and checked before the
-    first result is written.
+    first result is written, and every fraction is scored before any is written (non-finite
+    logits at one fraction leave none).
     """
     from neuron_ablation.integrity import read_result
     from neuron_ablation.io import write_json
@@ -350,13 +366,17 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     pending = [pair for pair in pairs if pair not in reused]
     score = method_scorer(job) if pending else None
     ranks = read_ranks(job.selection) if pending else None
+    results = []
     for fraction, out in reused:
-        write_json(out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0})
-        log.info("fraction 0 ablates nothing: reused %s -> %s", job.baseline, out)
-    for fraction, out in pending:
-        desc = f"{job.method} seed {job.seed} frac {fraction:.2f}"
-        result = score(ablation_masks(ranks, fraction), fraction, desc)
-        write_json(out, result | job.meta(fraction))
+        results.append((out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}))
+        log.info("fraction 0 ablates nothing: reusing %s for %s", job.baseline, out)
+    with of_model(job.model_name, f"evaluation of {job.method} seed {job.seed}"):
+        for fraction, out in pending:
+            desc = f"{job.method} seed {job.seed} frac {fraction:.2f}"
+            result = score(ablation_masks(ranks, fraction), fraction, desc)
+            results.append((out, result | job.meta(fraction)))
+    for out, result in results:
+        write_json(out, result)
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
 
 
@@ -460,7 +480,8 @@ def run_baseline(
     from neuron_ablation.models import load_model_and_inputs
 
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
-    result = evaluate(model, columns, task, batch_size)
+    with of_model(model_name, "baseline"):
+        result = evaluate(model, columns, task, batch_size)
     result |= {"model": model_name, "n_ablated": 0}
     write_json(out, result)
     log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)

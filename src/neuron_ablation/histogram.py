@@ -2,9 +2,11 @@
 
 Bins are aligned to multiples of the bin width ``eps``: bin ``k`` covers ``[k*eps, (k+1)*eps)``
 with ``k*eps`` computed in float64. The tracked bins are ``k_lo <= k < k_hi``; values below
-``k_lo*eps`` are counted as underflow, values at or above ``k_hi*eps`` as overflow (NaN counts as
-overflow), so every activation is counted exactly once. The peak of a neuron is
-``(k_max + 0.5) * eps`` with ``k_max`` its most populated tracked bin, ties to the lowest ``k``.
+``k_lo*eps`` are counted as underflow, values at or above ``k_hi*eps`` as overflow, so every
+activation is counted exactly once. NaN and infinity are never counted: an update that holds
+one raises :class:`neuron_ablation.finite.NonFiniteError` before anything is added. The peak of
+a neuron is ``(k_max + 0.5) * eps`` with ``k_max`` its most populated tracked bin, ties to the
+lowest ``k``.
 
 Two exact implementations of the count update, identical bin for bin (tested):
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from neuron_ablation.bins import BinGrid
+from neuron_ablation.finite import require_finite
 
 try:
     import numba
@@ -109,7 +112,7 @@ def _accumulate(
                         row[int(k) - k_lo + 1] += 1
                     elif x < low:
                         row[0] += 1
-                    else:  # at or above the range, or NaN
+                    else:  # at or above the range (NaN never gets here: update rejects it)
                         row[overflow] += 1
                 totals[n] = total
     for n in range(n_neurons):
@@ -168,8 +171,14 @@ class NeuronHistogram:
         self._slot_offset = torch.arange(n_neurons, device=device) * self.slots
 
     @torch.no_grad()
-    def update(self, z: torch.Tensor) -> None:
-        """Add activations z [..., neuron] (all leading axes are observations)."""
+    def update(self, z: torch.Tensor, what: str = "the activations") -> None:
+        """Add activations z [..., neuron] (all leading axes are observations).
+
+        Raises:
+            NonFiniteError: z holds NaN or infinity (named ``what`` in the message); nothing
+                is added.
+        """
+        require_finite(z, what)
         z = z.reshape(-1, self.n_neurons)
         self.count += z.shape[0]
         if self.backend == "numba":
@@ -193,7 +202,7 @@ class NeuronHistogram:
         self.sum += z.sum(dim=0, dtype=torch.float64)
         # In place on the float64 bins: fewer temporaries of the layer's whole batch.
         slot = bin_of(z, self.grid.bin_width).sub_(self.grid.k_lo - 1)
-        slot = slot.nan_to_num_(nan=self.slots - 1).clamp_(0, self.slots - 1)
+        slot = slot.clamp_(0, self.slots - 1)
         slot = slot.long().add_(self._slot_offset)
         self.counts += torch.bincount(slot.view(-1), minlength=self.counts.numel())
 

@@ -5,10 +5,13 @@ What is read, and what is not:
 
 - **Models** (a local directory, an embedded model once the pipeline has built it, a hub id's
   ``config.json``): ``config.json`` only, never the weights. ``model_type`` must have an entry in
-  :data:`neuron_ablation.architectures.ARCHITECTURES` for the configured task; ``seq_len`` (and
+  :data:`neuron_ablation.architectures.ARCHITECTURES` for the configured task, and its
+  attention shape must follow the family's rules (heads divide ``hidden_size``, key/value heads
+  divide the heads, ``head_dim`` sets a head's width where the family reads it); ``seq_len`` (and
   ``resample.seq_len``) must fit the model's positions; every ``*.safetensors`` file must be as
   long as its header says (a truncated download fails here, not in evaluation); a text model
-  needs its tokenizer files, a vision model its ``preprocessor_config.json``.
+  needs its tokenizer files (and an EOS token, or special tokens that it adds to every
+  document, to separate documents), a vision model its ``preprocessor_config.json``.
 - **Device**: ``cuda``/``cuda:N``/``mps`` must exist on this machine, when the jobs run here.
 - **Histogram memory**: layers x neurons x (bins + 2) x 8 bytes, twice (the counts and the
   copy written to Zarr), against the memory available here (or ``resources.mem_mb`` when jobs
@@ -107,12 +110,23 @@ def _first(config: dict[str, Any], *keys: str) -> Any:
     return next((config[k] for k in keys if isinstance(config.get(k), int)), None)
 
 
+def _heads_and_hidden(config: dict[str, Any]) -> tuple[int | None, int | None]:
+    heads = _first(config, "num_attention_heads", "n_head")
+    return heads, _first(config, "hidden_size", "n_embd", "d_model")
+
+
+def _attention_style(config: dict[str, Any]) -> str:
+    architecture = ARCHITECTURES.get(config.get("model_type"))
+    return architecture.attention if architecture else "split"
+
+
 def model_shape(config: dict[str, Any]) -> ModelShape:
     """Layers, neurons per layer and positions from a ``config.json`` (None where absent)."""
     n_layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _first(config, "num_attention_heads", "n_head")
-    hidden = _first(config, "hidden_size", "n_embd", "d_model")
-    head_dim = _first(config, "head_dim") or (hidden // heads if hidden and heads else None)
+    heads, hidden = _heads_and_hidden(config)
+    # Only grouped-attention families read head_dim; the others split hidden_size.
+    head_dim = _first(config, "head_dim") if _attention_style(config) == "grouped" else None
+    head_dim = head_dim or (hidden // heads if hidden and heads else None)
     width = heads * head_dim if heads and head_dim else None
     positions_field = next(
         (k for k in ("max_position_embeddings", "n_positions") if isinstance(config.get(k), int)),
@@ -135,6 +149,40 @@ def seq_len_problem(config: dict[str, Any], seq_len: int) -> str | None:
         f"{shape.model_type} model (config.json {shape.positions_field}); set it to at most "
         f"{shape.max_positions}"
     )
+
+
+def attention_problems(config: dict[str, Any]) -> list[str]:
+    """Why transformers cannot build this model's attention from its ``config.json`` (the
+    family's rules, :attr:`neuron_ablation.architectures.Architecture.attention`), or nothing.
+
+    Without this check such a model passes pre-flight and every job fails in transformers.
+    """
+    heads, hidden = _heads_and_hidden(config)
+    style, model_type = _attention_style(config), config.get("model_type")
+    if heads is None or hidden is None:
+        return []
+    if heads < 1:
+        return [f"config.json num_attention_heads is {heads}; a model needs at least one head"]
+    problems = []
+    if style != "loose" and hidden % heads:
+        head_dim_note = (
+            " (head_dim sets the width of a head, not whether the heads divide hidden_size)"
+            if style == "grouped" and _first(config, "head_dim")
+            else ""
+        )
+        problems.append(
+            f"config.json: {heads} attention heads do not divide hidden_size {hidden}; a "
+            f"{model_type} model cuts hidden_size into equal heads{head_dim_note}, and "
+            "transformers refuses to build it. Use a head count that divides the hidden size"
+        )
+    kv_heads = _first(config, "num_key_value_heads")
+    if style == "grouped" and kv_heads is not None and (kv_heads < 1 or heads % kv_heads):
+        problems.append(
+            f"config.json: num_key_value_heads {kv_heads} does not divide num_attention_heads "
+            f"{heads}; a {model_type} model shares each key/value head among an equal group of "
+            "query heads. Use a divisor of the attention heads"
+        )
+    return problems
 
 
 def read_config_json(directory: Path) -> dict[str, Any]:
@@ -245,11 +293,39 @@ def processor_problem(directory: Path, task: str) -> str | None:
             "model (processor.save_pretrained(directory))"
         )
     if any((directory / name).is_file() for name in TOKENIZER_FILES):
-        return None
+        return document_end_problem(directory)
     return (
         f"{directory} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}, ...): save it next to "
         "the model (tokenizer.save_pretrained(directory))"
     )
+
+
+def _declares_eos(directory: Path) -> bool:
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            if json.loads((directory / name).read_text(encoding="utf-8")).get("eos_token"):
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+def document_end_problem(directory: Path) -> str | None:
+    """Why the tokenize job would refuse this tokenizer (no EOS and nothing that separates
+    documents: :func:`neuron_ablation.tokenization.document_end`), or None. The tokenizer is
+    loaded only when its config declares no EOS token."""
+    if _declares_eos(directory):
+        return None
+    from neuron_ablation.models import load_tokenizer
+    from neuron_ablation.tokenization import NoDocumentSeparatorError, document_end
+
+    try:
+        document_end(load_tokenizer(str(directory)))
+    except NoDocumentSeparatorError as error:
+        return f"{directory}: {error}"
+    except (OSError, ValueError) as error:
+        return f"{directory}: the tokenizer cannot be loaded ({error})"
+    return None
 
 
 # ----------------------------------------------------------------------------- the hub
@@ -432,8 +508,9 @@ def check_model_source(
         )
         return None
     config = hub_model_config(field_name, source, hub, findings)
-    if config is not None and (problem := architecture_problem(config, task)):
-        findings.problems.append(f"{field_name}: {source}: {problem}")
+    if config is not None:
+        problems = [architecture_problem(config, task), *attention_problems(config)]
+        findings.problems += [f"{field_name}: {source}: {p}" for p in problems if p]
     return config
 
 
@@ -445,8 +522,8 @@ def _check_local_model(
     except (OSError, ValueError) as error:
         findings.problems.append(f"{field_name}: {error}")
         return None
-    problems = [architecture_problem(config, task), processor_problem(directory, task)]
-    problems += weight_files_problems(directory)
+    problems = [architecture_problem(config, task), *attention_problems(config)]
+    problems += [processor_problem(directory, task), *weight_files_problems(directory)]
     findings.problems += [f"{field_name}: {p}" for p in problems if p]
     return config
 
@@ -658,13 +735,7 @@ def check_text_dataset(
     needed = {p: max(d.needed[p] for d in demands) for p in ("stats", "eval")}
     try:
         scan = scan_text(path, dataset, needed)
-    except UnicodeDecodeError as error:
-        findings.problems.append(
-            f"{field_name}: {source} is not UTF-8 text (byte {error.start}: {error.reason}); "
-            "convert it (e.g. iconv -t UTF-8) or point the source at the right file"
-        )
-        return
-    except (DatasetFormatError, OSError) as error:
+    except (DatasetFormatError, OSError) as error:  # not UTF-8: the file's byte offset
         findings.problems.append(f"{field_name}: {error}")
         return
     n_documents = sum(t.documents for t in scan.parts.values())

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
+from neuron_ablation.finite import located, of_model, require_finite
 from neuron_ablation.histogram import (
     Backend,
     BinGrid,
@@ -93,6 +94,10 @@ def collect_statistics(
 ) -> list[NeuronHistogram]:
     """Run the model over ``columns`` and histogram every layer's z.
 
+    Raises:
+        NonFiniteError: a layer's z or the body's output holds NaN or infinity; the message
+            names the first module whose output is not finite (nothing is histogrammed).
+
     Args:
         columns: model inputs, e.g. ``{"input_ids": int [sequence, position]}``.
         progress: show a progress bar (stderr).
@@ -103,26 +108,38 @@ def collect_statistics(
     device = next(model.parameters()).device
     if histograms is None:
         histograms = layer_histograms(neuron_widths(model), grid, device, backend)
+    projections = attention_output_projections(model)
     hooks = [
-        (projection, _update_hook(h))
-        for projection, h in zip(attention_output_projections(model), histograms, strict=True)
+        (projection, _update_hook(h, layer))
+        for layer, (projection, h) in enumerate(zip(projections, histograms, strict=True))
     ]
     n_items = len(next(iter(columns.values())))
+    batch: dict[str, torch.Tensor] = {}
+
+    def body() -> Any:
+        # z does not depend on the task head: skipping it saves the vocabulary projection.
+        return model.base_model(**batch)
+
+    # located() runs the failed batch again after the histogram hooks are gone.
     with (
+        located(model, body),
         hooks_installed(hooks),
         tqdm(total=n_items, unit="seq", desc="statistics", disable=not progress) as bar,
     ):
-        for batch in iter_batches(columns, batch_size):
-            # z does not depend on the task head: skipping it saves the vocabulary projection.
-            model.base_model(**model_inputs(batch, model))
-            bar.update(len(next(iter(batch.values()))))
+        for columns_batch in iter_batches(columns, batch_size):
+            batch = model_inputs(columns_batch, model)
+            # Later layers' damage never reaches a hooked z of the last layer: check the output.
+            require_finite(body()[0], "the model body's outputs (last hidden states)")
+            bar.update(len(next(iter(columns_batch.values()))))
             bar.set_postfix(tokens=histograms[0].count)
     return list(histograms)
 
 
-def _update_hook(histogram: NeuronHistogram):
+def _update_hook(histogram: NeuronHistogram, layer: int):
+    what = f"layer {layer}'s activations at the input of its attention output projection"
+
     def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        histogram.update(args[0])
+        histogram.update(args[0], what)
 
     return hook
 
@@ -210,7 +227,8 @@ def run_statistics(
     grid = BinGrid.covering(bin_width, *value_range)
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     started = time.perf_counter()
-    histograms = collect_statistics(model, columns, grid, batch_size)
+    with of_model(model_name or model_source, "statistics"):
+        histograms = collect_statistics(model, columns, grid, batch_size)
     attrs = {
         "model": model_name,
         "model_source": model_source,

@@ -2,7 +2,10 @@
 
 Documents are tokenised in order (with the tokenizer's special tokens, and an EOS appended where
 the tokenizer adds none), concatenated into one stream and cut into sequences of ``seq_len`` tokens;
-the last, incomplete sequence is dropped. ``n_tokens`` asks for ``ceil(n_tokens / seq_len)``
+the last, incomplete sequence is dropped. A tokenizer without an EOS token is used only if it wraps
+every document in special tokens of its own (e.g. ``<s>``), which then separate the documents
+(logged); one that adds nothing stops the job (:func:`document_end`), since documents would run
+together. ``n_tokens`` asks for ``ceil(n_tokens / seq_len)``
 sequences.
 
 Splits are disjoint by construction. A hub dataset uses its own splits (``stats_split`` and
@@ -13,6 +16,7 @@ or an embedded set) is split per document: document ``i`` goes to evaluation iff
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -61,16 +65,57 @@ def iter_local_documents(path: str | Path, text_field: str = "text") -> Iterator
     yield from reader(path, text_field)
 
 
+def text_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file.
+
+    Raises:
+        DatasetFormatError: the file is not UTF-8; the message gives the byte offset in the
+            file and the line (a decoding error alone counts from the start of a read chunk).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            yield from f
+    except UnicodeDecodeError as error:
+        offset, line, reason = first_invalid_utf8(path) or (None, None, error.reason)
+        where = f"byte {offset:,} of the file, line {line}" if offset is not None else "a byte"
+        raise DatasetFormatError(
+            f"{path} is not UTF-8 text ({where}: {reason}); convert it (e.g. iconv -f latin1 "
+            "-t UTF-8) or point the source at the right file"
+        ) from None
+
+
+def first_invalid_utf8(path: Path, chunk: int = 2**20) -> tuple[int, int, str] | None:
+    """(byte offset in the file, 1-based line, reason) of the first bytes that are not UTF-8;
+    None if the whole file decodes. Reads the file once, ``chunk`` bytes at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    consumed = newlines = 0
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            try:
+                decoder.decode(data)
+            except UnicodeDecodeError as error:
+                # error.object is the bytes the decoder held back from earlier reads + data.
+                held = len(error.object) - len(data)
+                line = newlines + error.object[: error.start].count(b"\n") + 1
+                return consumed - held + error.start, line, error.reason
+            consumed += len(data)
+            newlines += data.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:  # the file ends inside a character
+        return consumed - len(error.object) + error.start, newlines + 1, error.reason
+    return None
+
+
 def _txt_documents(path: Path, text_field: str) -> Iterator[str]:
     """Blocks separated by blank lines (what ``text.split("\\n\\n")`` gives), stripped."""
     block: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line == "\n":
-                yield from _nonblank("".join(block))
-                block = []
-            else:
-                block.append(line)
+    for line in text_lines(path):
+        if line == "\n":
+            yield from _nonblank("".join(block))
+            block = []
+        else:
+            block.append(line)
     yield from _nonblank("".join(block))
 
 
@@ -80,24 +125,23 @@ def _nonblank(text: str) -> Iterator[str]:
 
 
 def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DatasetFormatError(
-                    f"{path} line {number}, column {error.colno}: not valid JSON ({error.msg}); "
-                    f"each line must be one JSON object with a {text_field!r} field"
-                ) from None
-            if not isinstance(row, dict):
-                raise DatasetFormatError(
-                    f"{path} line {number}: a JSON {type(row).__name__}, not an object with a "
-                    f"{text_field!r} field"
-                )
-            if row.get(text_field):
-                yield str(row[text_field])
+    for number, line in enumerate(text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetFormatError(
+                f"{path} line {number}, column {error.colno}: not valid JSON ({error.msg}); "
+                f"each line must be one JSON object with a {text_field!r} field"
+            ) from None
+        if not isinstance(row, dict):
+            raise DatasetFormatError(
+                f"{path} line {number}: a JSON {type(row).__name__}, not an object with a "
+                f"{text_field!r} field"
+            )
+        if row.get(text_field):
+            yield str(row[text_field])
 
 
 def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
@@ -163,9 +207,41 @@ def iter_documents(
             )
 
 
+class NoDocumentSeparatorError(ValueError):
+    """The tokenizer has no EOS token and adds no special token to a document."""
+
+
+def document_end(tokenizer) -> int | None:
+    """The token appended to each document that does not end in it: EOS. None when the tokenizer
+    has no EOS but adds special tokens of its own to every document (e.g. ``<s>`` first), which
+    then mark where one document ends and the next begins.
+
+    Raises:
+        NoDocumentSeparatorError: no EOS and nothing added: documents would run together.
+    """
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    if tokenizer("", add_special_tokens=True)["input_ids"]:
+        return None
+    raise NoDocumentSeparatorError(
+        f"the tokenizer ({type(tokenizer).__name__}) has no EOS token and adds no special token "
+        "to a document, so documents would be concatenated with nothing between them; set "
+        '"eos_token" in the model\'s tokenizer_config.json to a token of its vocabulary'
+    )
+
+
+def describe_document_end(tokenizer) -> str:
+    """How documents are separated in the token stream, for the log."""
+    if document_end(tokenizer) is not None:
+        return f"each document ends in EOS {tokenizer.eos_token!r}"
+    wrap = tokenizer.convert_ids_to_tokens(tokenizer("", add_special_tokens=True)["input_ids"])
+    return f"no EOS token: documents are separated by the special tokens {wrap} added to each"
+
+
 def token_stream(tokenizer, documents: Iterable[str], batch: int = 64) -> Iterator[list[int]]:
-    """Token ids of each document, with EOS appended where the tokenizer adds none."""
-    eos = tokenizer.eos_token_id
+    """Token ids of each document, with EOS appended where the tokenizer adds none (see
+    :func:`document_end` for a tokenizer without EOS)."""
+    eos = document_end(tokenizer)
     pending: list[str] = []
 
     def flush() -> Iterator[list[int]]:
@@ -288,9 +364,11 @@ def write_model_inputs(
 
     check_seq_len(model_source, seq_len, "the model's seq_len")
     documents = iter_documents(dataset_source, part, text_field=text_field, **split)
+    tokenizer = load_tokenizer(model_source)
+    log.info("tokenizer of %s: %s", model_source, describe_document_end(tokenizer))
     try:
         table = tokenize_text(
-            load_tokenizer(model_source),
+            tokenizer,
             documents,
             out,
             n_tokens=n,

@@ -207,3 +207,15 @@ def task_of(architecture: str) -> str:
     if architecture in CAUSAL_ARCHITECTURES:
         return "causal-lm"
     return "masked-lm" if architecture in MASKED_ARCHITECTURES else "image-classification"
+
+
+def poison_weight(model_dir: Path, parameter: str, value: float, index: int = 0) -> Path:
+    """Set one entry (``index`` of the flattened tensor) of ``parameter`` in a saved model's
+    model.safetensors to ``value`` (e.g. NaN or inf): a checkpoint damaged in one number."""
+    from safetensors.torch import load_file, save_file
+
+    weights_file = model_dir / "model.safetensors"
+    tensors = load_file(weights_file)
+    tensors[parameter].view(-1)[index] = value
+    save_file(tensors, weights_file, metadata={"format": "pt"})
+    return model_dir

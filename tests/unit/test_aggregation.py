@@ -52,3 +52,22 @@ def test_comparison_with_one_seed_shows_no_interval(tmp_path):
     assert comparison["ci_low"].null_count() == comparison.height
     markdown = comparison_markdown(comparison)
     assert "+10 [–]" in markdown  # mean − zero top-1 at 50 %: 10 pp, no interval
+
+
+def test_no_table2_fraction_writes_an_empty_table_with_a_note(tmp_path):
+    """Only fraction 1.0 (no baseline, neither 50 % nor 90 %): Table 2 has no row, says why,
+    and ``verify`` accepts it."""
+    from neuron_ablation.integrity import artifact_kind
+
+    path = tmp_path / "results/m/eval/zero/seed0/frac1.00.json"
+    keys = {"model": "m", "method": "zero", "seed": 0, "fraction": 1.0}
+    write_json(path, {"top1": 0.1, "loss": 3.0, "n_tokens": 100, "n_ablated": 32} | keys)
+    tables = tmp_path / "results/tables"
+    write_tables([path], tables)
+    assert pl.read_csv(tables / "table2.csv").height == 0
+    assert "No rows: Table 2 shows the baseline (fraction 0) and fractions 50 %, 90 %" in (
+        (tables / "table2.md").read_text()
+    )
+    for name in ("table2.csv", "table2.md", "ablation.csv"):
+        kind, check = artifact_kind(tables / name)
+        check(tables / name)

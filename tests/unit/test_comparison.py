@@ -309,3 +309,44 @@ def test_compare_cli_reads_sequences(tmp_path):
     table = pl.read_csv(csv)
     assert {"verdict", "df", "seed_halfwidth", "n_sequences"} <= set(table.columns)
     assert set(table["n_sequences"].to_list()) == {40}
+
+
+@pytest.mark.parametrize(
+    ("seeds", "fractions"), [((0,), (0.5,)), ((0, 1), (0.0,)), ((3,), (0.0, 1.0))]
+)
+def test_one_method_writes_an_empty_table_with_every_column_and_a_note(tmp_path, seeds, fractions):
+    """A run of a single method (here a resampling one) has no pairs: comparison.csv is its
+    header, comparison.md says why, and ``verify`` accepts both."""
+    from neuron_ablation.integrity import artifact_kind
+
+    tables = tmp_path / "results/tables"
+    tables.mkdir(parents=True)
+    results = synthetic_results({"resample-tokens": 0.0}, seeds=seeds, fractions=fractions)
+    results.write_csv(tables / "ablation.csv")
+    csv, markdown = tables / "comparison.csv", tables / "comparison.md"
+    table = comparison.write_comparison(tables / "ablation.csv", csv, markdown)
+    assert table.height == 0
+    written = pl.read_csv(csv)
+    assert written.columns == [*comparison.COMPARISON_SCHEMA, "best_method"]
+    assert written.height == 0
+    text = markdown.read_text()
+    assert "## m" in text
+    assert "Nothing to compare for m: only resample-tokens was run" in text
+    for path in (csv, markdown):
+        kind, check = artifact_kind(path)
+        check(path)  # raises DamagedArtifact on a table verify would reject
+
+
+def test_a_model_with_one_method_next_to_a_compared_model(tmp_path):
+    """Comparisons write what exists: the compared model's pairs, and a note for the other."""
+    results = pl.concat(
+        [
+            synthetic_results(CLAIM_HOLDS, model="first"),
+            synthetic_results({"zero": 0.0}, model="second"),
+        ]
+    )
+    table = comparison.compare_methods(results)
+    assert set(table["model"].to_list()) == {"first"}
+    text = comparison.comparison_markdown(table, results=results)
+    assert "For first, the paper's claim" in text
+    assert "Nothing to compare for second: only zero was run" in text

@@ -13,12 +13,15 @@ import pytest
 import yaml
 
 from neuron_ablation import cli
+from neuron_ablation.architectures import ARCHITECTURES
 from neuron_ablation.config import ConfigError, validate_config
 from neuron_ablation.preflight import (
     CHARS_PER_TOKEN,
     Hub,
     PreflightError,
     _part_of_each_document,
+    attention_problems,
+    model_shape,
     preflight,
 )
 from neuron_ablation.tokenization import (
@@ -27,7 +30,16 @@ from neuron_ablation.tokenization import (
     iter_documents,
     read_local_documents,
 )
-from tests.helpers.tiny_models import corpus, save_vit, write_jsonl
+from tests.helpers.tiny_models import (
+    CAUSAL_ARCHITECTURES,
+    MASKED_ARCHITECTURES,
+    VISION_ARCHITECTURES,
+    corpus,
+    load,
+    save_model,
+    save_vit,
+    write_jsonl,
+)
 from tests.helpers.workflow import REPO, tiny_config
 
 
@@ -433,3 +445,70 @@ def test_hub_stream_without_the_text_field(monkeypatch):
 
 def test_preflight_errors_are_config_errors():
     assert issubclass(PreflightError, ConfigError)
+
+
+# ----------------------------------------------------------------------------- attention shape
+
+
+def test_heads_that_do_not_divide_the_hidden_size(good, model_dir):
+    edit_config_json(model_dir, num_attention_heads=5, num_key_value_heads=5)
+    fails(
+        with_model(good, model_dir),
+        r"models.tiny.source: config.json: 5 attention heads do not divide hidden_size 32; a "
+        r"llama model cuts hidden_size into equal heads",
+    )
+
+
+def test_key_value_heads_that_do_not_divide_the_heads(good, model_dir):
+    edit_config_json(model_dir, num_attention_heads=4, num_key_value_heads=3)
+    fails(
+        with_model(good, model_dir), r"num_key_value_heads 3 does not divide num_attention_heads 4"
+    )
+
+
+def test_head_dim_sets_the_width_only_where_the_family_reads_it():
+    llama = {"model_type": "llama", "num_attention_heads": 4, "hidden_size": 32, "head_dim": 16}
+    assert attention_problems(llama) == []
+    assert model_shape(llama).width == 64
+    gpt2 = {"model_type": "gpt2", "n_head": 4, "n_embd": 32, "head_dim": 16}
+    assert model_shape(gpt2).width == 32
+    odd = llama | {"num_attention_heads": 5, "head_dim": 8}
+    assert "head_dim sets the width of a head" in attention_problems(odd)[0]
+    # ViT builds heads of hidden_size // heads whatever the remainder: nothing to refuse.
+    assert (
+        attention_problems({"model_type": "vit", "num_attention_heads": 5, "hidden_size": 32}) == []
+    )
+
+
+ALL_TINY = CAUSAL_ARCHITECTURES + MASKED_ARCHITECTURES + VISION_ARCHITECTURES
+
+
+@pytest.mark.parametrize("architecture", sorted(set(ARCHITECTURES) & set(ALL_TINY)))
+def test_every_tiny_model_passes_and_its_width_is_what_the_model_has(tmp_path, architecture):
+    """No false alarm on a model transformers builds, and the pre-flight width (used for the
+    histogram memory estimate) is the model's neuron count."""
+    from neuron_ablation.architectures import neuron_widths
+
+    directory = save_model(tmp_path / architecture, architecture)
+    config = json.loads((directory / "config.json").read_text())
+    assert attention_problems(config) == []
+    assert model_shape(config).width == neuron_widths(load(directory, architecture))[0]
+
+
+def test_tokenizer_without_eos_is_refused_before_any_job(good, model_dir):
+    """Documents would run together: the tokenize job refuses such a tokenizer, and pre-flight
+    says so first (tokenization.document_end)."""
+    path = model_dir / "tokenizer_config.json"
+    tokenizer_config = json.loads(path.read_text())
+    del tokenizer_config["eos_token"]
+    path.write_text(json.dumps(tokenizer_config))
+    fails(with_model(good, model_dir), r"models.tiny.source: .*has no EOS token and adds no")
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_file_offset(good, tmp_path):
+    lines = [json.dumps({"text": t}).encode() + b"\n" for t in corpus(1000)]
+    data = b"".join(lines)
+    offset = len(data) - 1000  # far past the first 64 KiB read
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(data[:offset] + b"\xe9" + data[offset + 1 :])
+    fails(with_dataset(good, path), rf"is not UTF-8 text \(byte {offset:,} of the file, line")
