@@ -41,7 +41,14 @@ CORNERS = {
         "fractions": [0.0, 1.0],
     },
 }
-TABLES = ("ablation.csv", "table2.csv", "table2.md", "comparison.csv", "comparison.md")
+TABLES = (
+    "ablation.csv",
+    "table2.csv",
+    "table2.md",
+    "comparison.csv",
+    "comparison.md",
+    "plan.csv",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +75,10 @@ def test_corner_config_finishes_and_writes_what_exists(name, workdir, tiny_llama
     n_pairs = len(corner["methods"]) * (len(corner["methods"]) - 1) // 2
     assert len(comparison) == len(metrics.METRICS) * len(corner["fractions"]) * n_pairs
     assert {"method_a", "method_b", "mean_diff", "best_method"} <= set(comparison.columns)
+    plan = pl.read_csv(tables / "plan.csv")
+    assert len(plan) == len(comparison.filter(pl.col("fraction") > 0))  # nothing to plan at 0
     summary = (tables / "comparison.md").read_text()
+    assert "## What a decision costs" in summary
     if n_pairs == 0:
         assert f"Nothing to compare for tiny: only {corner['methods'][0]} was run" in summary
     else:
