@@ -23,6 +23,7 @@ when a function needs them, so ``import neuron_ablation`` stays cheap for the CL
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -620,5 +621,8 @@ def _written_statistics(path: Path, histograms, attrs: dict[str, Any]) -> xr.Dat
     from neuron_ablation.inspection import open_store
     from neuron_ablation.statistics import write_statistics
 
-    write_statistics(path, histograms, attrs)
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not yet part of the v3 spec; the stage's too.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        write_statistics(path, histograms, attrs)
     return open_store(path)
