@@ -89,13 +89,13 @@ print(results.filter(fraction=0.5).select("method", "seed", "top1", "loss"))
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for method in results["method"].unique().sort():
-    curve = results.filter(method=method).group_by("fraction").agg(pl.col("top1").mean())
+    curve = results.filter(method=method).group_by("fraction").agg(pl.col("loss").mean())
     curve = curve.sort("fraction")
-    ax.plot(curve["fraction"], curve["top1"], marker="o", label=method)
-ax.set(xlabel="fraction of neurons ablated", ylabel="top-1 (mean over seeds)", title=name)
+    ax.plot(curve["fraction"], curve["loss"], marker="o", label=method)
+ax.set(xlabel="fraction of neurons ablated", ylabel="cross-entropy (mean over seeds)", title=name)
 ax.legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(FIGURES / "top1_by_fraction.png", dpi=100)
+fig.savefig(FIGURES / "loss_by_fraction.png", dpi=100)
 
 # %% [markdown]
 # ## Ablate a live model and generate

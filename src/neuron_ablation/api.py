@@ -89,7 +89,8 @@ class Run:
     def artifacts(self, name: str) -> dict[str, Path]:
         """Every artifact the run's config makes for model ``name``, by label, whether it was
         built yet or not: ``tokens/stats``, ``tokens/eval``, ``statistics``, ``selection/seed0``,
-        ``optimal/seed0`` (method optimal), ``eval/baseline``, ``eval/peak/seed0/frac0.50``, ...,
+        ``optimal/seed0`` (method optimal), ``resample/chars`` and ``resample/chars.inputs``
+        (resampling methods), ``eval/baseline``, ``eval/peak/seed0/frac0.50``, ...,
         ``figure``, ``neurons_figure``, ``top_neurons``."""
         from neuron_ablation.config import method_fractions, model_methods
 
@@ -103,6 +104,9 @@ class Run:
         }
         if "optimal" in model_methods_:
             found |= {f"optimal/seed{s}": paths.optimal(name, s) for s in seeds}
+        for source in filter(None, (method_spec(m).source for m in model_methods_)):
+            found[f"resample/{source}.inputs"] = paths.resample_inputs(name, source)
+            found[f"resample/{source}"] = paths.resample_bank(name, source)
         found["eval/baseline"] = paths.baseline(name)
         for method in model_methods_:
             for seed in seeds:

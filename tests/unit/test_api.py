@@ -342,3 +342,13 @@ def test_the_pipeline_json_is_what_the_test_compares_against(run_dir):
         for method in METHODS
     }
     assert len(set(losses.values())) == len(METHODS)
+
+
+def test_artifacts_follow_the_config_given_as_a_mapping(run_dir):
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["methods"] = ["zero", "resample-chars"]
+    artifacts = na.open_run(run_dir, config=config).artifacts(NAME)
+    assert artifacts["resample/chars"] == run_dir / "results/tiny/resample/chars.h5"
+    assert artifacts["resample/chars.inputs"].name == "chars.inputs.arrow"
+    assert "optimal/seed0" not in artifacts and "eval/peak/seed0/frac0.50" not in artifacts
+    assert artifacts["eval/resample-chars/seed0/frac0.50"].parent.name == "seed0"

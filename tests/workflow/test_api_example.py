@@ -11,7 +11,7 @@ from neuron_ablation.integrity import check_png
 from tests.helpers.workflow import REPO
 
 EXAMPLE = REPO / "docs" / "examples" / "quickstart.py"
-FIGURES = ("neuron_histogram.png", "top1_by_fraction.png")
+FIGURES = ("neuron_histogram.png", "loss_by_fraction.png")
 
 
 def test_quickstart_example_runs_on_a_finished_run(pipeline_run, tmp_path):
