@@ -257,6 +257,21 @@ def test_any_dtype_is_restored_bit_for_bit(run, dtype):
     _assert_bit_identical(model, before)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_fold_matches_hook_z_and_is_undone_bit_for_bit(run):
+    model = run.load_model(NAME, device="cuda", dtype="bfloat16")
+    before = _snapshot(model)
+    ids = torch.tensor(run.inputs(NAME)["input_ids"][:3], device="cuda").long()
+    mask, values = run.selection(NAME, SEED, FRACTION), run.constants(NAME, "peak")
+    with torch.no_grad():
+        with overwrite_z_hooks(model, list(torch.from_numpy(mask)), list(torch.from_numpy(values))):
+            reference = model(input_ids=ids).logits.float()
+        with na.ablated(model, run, NAME, method="peak", fraction=FRACTION, seed=SEED):
+            folded = model(input_ids=ids).logits.float()
+    torch.testing.assert_close(folded, reference, rtol=0.05, atol=0.05)  # bf16 rounding
+    _assert_bit_identical(model, before)
+
+
 def test_given_constants_in_head_layout_equal_overwriting_hook_z(run):
     """The fold with user constants matches the reference that overwrites z in a hook."""
     model = run.load_model(NAME)
