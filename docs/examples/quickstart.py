@@ -80,9 +80,9 @@ print(f"underflow {int(part['underflow'])}, overflow {int(part['overflow'])}")
 mask = run.selection(name, seed=0, fraction=0.5)
 peak = run.constants(name, "peak")
 peak_heads = run.constants(name, "peak", layout="head")
-print(
-    f"selection {mask.shape}: {int(mask.sum())} neurons ablated; peak constants {peak_heads.shape}"
-)
+print(f"selection {mask.shape}: {int(mask.sum())} neurons ablated")
+print(f"peak constants per neuron {peak.shape}, per head (hook_z layout) {peak_heads.shape}")
+assert (peak_heads.reshape(peak.shape) == peak).all()
 
 results = run.results().filter(model=name)
 print(results.filter(fraction=0.5).select("method", "seed", "top1", "loss"))
@@ -144,7 +144,10 @@ assert after == before, "the weights were restored"
 # %%
 ids = run.inputs(name, "stats")["input_ids"][:8]
 low = ds.attrs["bin_index_offset"] * width
-own = na.collect_statistics(
-    model, [ids[:4], ids[4:]], width, (low, low + ds.attrs["n_bins"] * width)
+high = low + ds.attrs["n_bins"] * width
+own = na.collect_statistics(model, [ids[:4], ids[4:]], bin_width=width, range=(low, high))
+print(
+    f"{own.attrs['n_tokens']} tokens of our own: layer {layer} neuron {neuron} has peak "
+    f"{own['peak'].sel(layer=layer, neuron=neuron).item():.3f}, mean "
+    f"{own['mean'].sel(layer=layer, neuron=neuron).item():.4f}"
 )
-print(own["peak"].sel(layer=layer, neuron=neuron).item(), "tokens:", own.attrs["n_tokens"])
