@@ -93,3 +93,29 @@ def test_image_inputs_are_preprocessed_pixels_with_labels(all_architectures_run)
     assert not any(row.tobytes() in flat_stats for row in evals["pixel_values"].reshape(20, -1))
     result = json.loads((workdir / "results/vit/eval/peak/seed0/frac0.50.json").read_text())
     assert result["n_tokens"] == 20
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_python_api_ablation_scores_equal_the_pipeline_json(all_architectures_run, architecture):
+    """``neuron_ablation.ablated`` folds what the ``evaluate`` stage folded: inside the block the
+    model scores the pipeline's JSON exactly (every per-sequence sum), for each method; after
+    it every weight is bit for bit what it was."""
+    import torch
+
+    import neuron_ablation as na
+
+    workdir, _ = all_architectures_run
+    run = na.open_run(workdir)  # run_snakemake left the config as workdir/config.yaml
+    model = run.load_model(architecture)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    for method in ("zero", "mean", "peak"):
+        with na.ablated(model, run, architecture, method=method, fraction=0.5, seed=0):
+            scored = na.evaluate(model, run, architecture)
+        expected = run.evaluation(architecture, method, 0, 0.5)
+        assert expected["n_ablated"] == 2 * 16
+        for key in ("top1", "loss", "n_tokens", "seq_loss_sum", "seq_correct", "seq_n"):
+            assert scored[key] == expected[key], (method, key)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert torch.equal(after[key].view(torch.uint8), value.view(torch.uint8)), key
