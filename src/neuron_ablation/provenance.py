@@ -194,8 +194,8 @@ def _schema_metadata(path: Path, kind: str) -> dict[bytes, bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if kind == "parquet":
-        return pq.read_schema(path).metadata or {}
+    if kind == "parquet":  # polars writes its metadata into the file's footer
+        return pq.ParquetFile(path).metadata.metadata or {}
     with pa.memory_map(str(path), "r") as source:
         return pa.ipc.open_file(source).schema.metadata or {}
 
