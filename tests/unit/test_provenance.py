@@ -29,6 +29,7 @@ from neuron_ablation.provenance import (
     write_model_digest,
 )
 from neuron_ablation.selection import neuron_ranks, write_selection
+from neuron_ablation.sources import model_file_inputs, model_path
 from neuron_ablation.statistics import write_statistics
 
 
@@ -215,3 +216,14 @@ def test_verify_reports_an_artifact_without_a_record(chain, tmp_path):
     assert [(e.path.name, e.problem) for e in report.damaged] == [
         ("baseline.json", "it records no provenance (written before provenance existed)")
     ]
+
+
+def test_the_digest_rule_tracks_each_model_file_an_embedded_directory_or_nothing(tmp_path):
+    model = fake_model(tmp_path / "m")
+    (model / "README.md").write_text("notes")
+    assert model_file_inputs(str(model)) == [
+        str(model / name) for name in ("config.json", "model.safetensors", "tokenizer.json")
+    ]
+    built = model_path("embedded:smollm2-135m")  # a rule builds the directory
+    assert model_file_inputs(built) == [built]
+    assert model_file_inputs("HuggingFaceTB/SmolLM2-135M") == []  # hub: digested from the cache
