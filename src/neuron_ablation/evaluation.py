@@ -384,8 +384,10 @@ def checked_job_inputs(job: EvaluationJob) -> Callable[[float, dict], dict[str, 
     check_artifact(job.tokens, this_model)
     check_artifact(job.selection, this_model | {"settings.seed": job.seed})
     upstream = {"stats": job.stats, "bank": job.bank, "optimal": job.optimal}
-    for path in filter(None, upstream.values()):
-        check_artifact(path, this_model)
+    for role, path in upstream.items():
+        if path:  # learned constants are of one seed, like the selection they were trained on
+            seeded = {"settings.seed": job.seed} if role == "optimal" else {}
+            check_artifact(path, this_model | seeded)
     if job.baseline:
         check_artifact(job.baseline, this_model | {"inputs.tokens": tokens["id"]})
     inputs = {"model": model, "tokens": tokens, "selection": job.selection, **upstream}
