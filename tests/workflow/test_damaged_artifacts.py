@@ -83,7 +83,7 @@ def intact(pipeline_run, tmp_path_factory) -> Path:
     constants[:, :16] = 0.25
     attrs = {
         "seed": 0,
-        "provenance": make_record({"model": model, "stats": recorded(root, STATS)}, {}),
+        "provenance": make_record({"model": model, "stats": recorded(root, STATS)}, {"seed": 0}),
     }
     write_optimal(root / OPTIMAL, [0.5], [list(constants)], [np.array([4.0, 3.5])], attrs)
     return root
