@@ -54,7 +54,7 @@ def test_weights_overwritten_in_place_rerun_exactly_that_models_jobs(two_models,
     dry = run_snakemake(workdir, config, "-n")
     jobs = sorted(planned_jobs(dry.stdout), key=str)
     per_model = ["model_digest", "tokenize", "tokenize", "statistics", "select_neurons",
-                 "baseline", "evaluate", "neurons", "figure"]  # fmt: skip
+                 "evaluate", "neurons", "figure"]  # fmt: skip (no fraction 0: no baseline)
     expected = [(rule, "a") for rule in per_model] + [
         ("all", None), ("compare", None), ("tables", None),
     ]  # fmt: skip
