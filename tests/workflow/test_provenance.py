@@ -53,8 +53,9 @@ def test_weights_overwritten_in_place_rerun_exactly_that_models_jobs(two_models,
 
     dry = run_snakemake(workdir, config, "-n")
     jobs = sorted(planned_jobs(dry.stdout), key=str)
+    # every job of model a (no fraction 0, so no baseline), the tables over both, none of b's
     per_model = ["model_digest", "tokenize", "tokenize", "statistics", "select_neurons",
-                 "evaluate", "neurons", "figure"]  # fmt: skip (no fraction 0: no baseline)
+                 "evaluate", "neurons", "figure"]  # fmt: skip
     expected = [(rule, "a") for rule in per_model] + [
         ("all", None), ("compare", None), ("tables", None),
     ]  # fmt: skip
