@@ -222,12 +222,13 @@ def write_tables(eval_files: Iterable[str | Path], tables_dir: Path) -> None:
     """Write ablation.csv, sequences.parquet, table2.csv and table2.md (each atomically).
 
     ``sequences.parquet`` records every result it was made from (path and identity, Parquet
-    metadata ``provenance``), so ``verify`` reports a result deleted or replaced since."""
+    metadata ``provenance``), so ``verify`` reports a result deleted or replaced since; results
+    without a record of their own (written by hand) are listed with the identity None."""
     from neuron_ablation.provenance import canonical_json, input_record, make_record
 
     eval_files = list(eval_files)
     results, sequences = read_evaluations(eval_files)
-    inputs = {str(path): input_record(path) for path in eval_files}
+    inputs = {str(path): input_record(path, required=False) for path in eval_files}
     check_one_model_identity(eval_files)
     provenance = canonical_json(make_record(inputs, {}))
     table = table2(summarise(results))

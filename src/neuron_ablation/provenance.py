@@ -135,9 +135,16 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def input_record(path: str | os.PathLike) -> dict[str, Any]:
-    """``{"path", "id"}`` of an upstream artifact that a job reads."""
-    return {"path": snakemake_path(path), "id": artifact_id(path)}
+def input_record(path: str | os.PathLike, required: bool = True) -> dict[str, Any]:
+    """``{"path", "id"}`` of an upstream artifact that a job reads; unless ``required``, an
+    artifact without a record gets the id None (results written by hand, for the tables)."""
+    try:
+        identity = artifact_id(path)
+    except ProvenanceMismatch:
+        if required:
+            raise
+        identity = None
+    return {"path": snakemake_path(path), "id": identity}
 
 
 def make_record(
