@@ -211,10 +211,10 @@ def run_statistics(
     from neuron_ablation.provenance import check_artifact, make_record, model_input
 
     grid = BinGrid.covering(bin_width, *value_range)
-    model = model_input(model_source, model_digest)
-    check_artifact(tokens, {"inputs.model": model["id"]})  # tokens of this model's tokenizer
+    model_record = model_input(model_source, model_digest)
+    check_artifact(tokens, {"inputs.model": model_record["id"]})  # this model's tokenizer
     settings = {"bin_width": bin_width, "range": list(value_range), "dtype": dtype}
-    provenance = make_record({"model": model, "tokens": tokens}, settings)
+    provenance = make_record({"model": model_record, "tokens": tokens}, settings)
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     started = time.perf_counter()
     histograms = collect_statistics(model, columns, grid, batch_size)
