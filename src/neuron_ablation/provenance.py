@@ -82,8 +82,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 def resolve_model_directory(model_source: str) -> Path:
     """The local directory of a model source: itself, or the cached snapshot of a hub id (the
     files ``from_pretrained`` reads, downloaded once into the Hugging Face cache)."""
+    from neuron_ablation.sources import parse_source
+
     if Path(model_source).is_dir():
         return Path(model_source)
+    if parse_source(model_source).kind != "hub":
+        raise FileNotFoundError(2, "no such model directory", model_source)
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(model_source, allow_patterns=HUB_PATTERNS))
