@@ -1,8 +1,8 @@
 """Provenance in the workflow: a model's files changed in place rerun exactly what was computed
 from that model, and another model's statistics store put in place stops the jobs that read it.
 
-Two models, ``a`` (the tiny Llama) and ``b`` (the same architecture, other weights), one method
-that reads statistics, one seed, one fraction.
+Two models, ``a`` (the tiny Llama) and ``b`` (the same architecture, other weights), methods
+zero and mean (which reads the statistics), one seed, one fraction.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def two_models(tmp_path_factory, tiny_llama, corpus_file) -> tuple[Path, dict]:
     workdir = tmp_path_factory.mktemp("provenance")
     a = shutil.copytree(tiny_llama, workdir / "models/a")
     b = save_causal_lm(workdir / "models/b", "llama", seed=1)
-    config = tiny_config(a, corpus_file, methods=["mean"], seeds=[0], fractions=[0.5])
+    config = tiny_config(a, corpus_file, methods=["zero", "mean"], seeds=[0], fractions=[0.5])
     config["models"]["b"] = config["models"]["tiny"] | {"source": str(b)}
     config["models"]["a"] = config["models"].pop("tiny")
     run_snakemake(workdir, config, "--cores", "2")
@@ -55,7 +55,7 @@ def test_weights_overwritten_in_place_rerun_exactly_that_models_jobs(two_models,
     jobs = sorted(planned_jobs(dry.stdout), key=str)
     # every job of model a (no fraction 0, so no baseline), the tables over both, none of b's
     per_model = ["model_digest", "tokenize", "tokenize", "statistics", "select_neurons",
-                 "evaluate", "neurons", "figure"]  # fmt: skip
+                 "evaluate", "evaluate", "neurons", "figure"]  # fmt: skip
     expected = [(rule, "a") for rule in per_model] + [
         ("all", None), ("compare", None), ("tables", None),
     ]  # fmt: skip
