@@ -541,10 +541,22 @@ def stats_swap_case(ws: Workspace, workdir: Path, **model_options) -> Outcome:
     provenance_run(ws, workdir, model)
     stats = workdir / "results/tiny/stats.zarr"
     shutil.rmtree(stats)
-    shutil.copytree(other, stats)
+    shutil.copytree(other, stats, copy_function=shutil.copyfile)  # cp -r: new file times
+    verify = subprocess.run(
+        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=workdir,
+    )
+    stale = [line.split(":")[0] for line in verify.stdout.splitlines() if line.startswith("STALE")]
     config = ws.config()
     model_config(config, source=str(model))
-    return ws.snakemake(workdir, config, "--cores", "2", "--keep-going", TARGET)
+    outcome = ws.snakemake(workdir, config, "--cores", "2", "--keep-going", TARGET)
+    outcome.note = f"`neuron-ablation verify` before the rerun: exit {verify.returncode}, " + (
+        ", ".join(stale) or "nothing stale"
+    )
+    return outcome
 
 
 @case("another model's stats.zarr of the same shape put in place")

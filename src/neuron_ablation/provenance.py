@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +288,7 @@ def chain_problems(path: str | os.PathLike, base: Path) -> tuple[list[str], list
     record = read_provenance(path)
     if record is None:
         return [NO_RECORD], []
-    problems, missing = [], []
+    problems, missing = _misplaced(path, record, base), []
     for role, entry in record.get("inputs", {}).items():
         if not entry.get("path"):
             continue
@@ -308,11 +308,19 @@ def chain_problems(path: str | os.PathLike, base: Path) -> tuple[list[str], list
     return problems, missing
 
 
-def expected_inputs(records: Iterable[Record]) -> set[str]:
-    """Every input path the records name."""
-    return {
-        entry["path"]
-        for record in records
-        for entry in record.get("inputs", {}).values()
-        if entry.get("path")
-    }
+def _misplaced(path: str | os.PathLike, record: Record, base: Path) -> list[str]:
+    """An artifact under ``results/{model}/`` must record that model's digest file: another
+    model's artifact copied there (its times kept, so Snakemake reruns nothing) names its own."""
+    from neuron_ablation.paths import RESULTS, model_digest
+
+    try:
+        parts = Path(path).absolute().relative_to(base.absolute()).parts
+    except ValueError:
+        return []
+    model = record.get("inputs", {}).get("model", {}).get("path")
+    if len(parts) < 3 or parts[0] != RESULTS or not model:
+        return []
+    expected = model_digest(parts[1])
+    if (base / model).absolute() == (base / expected).absolute():
+        return []
+    return [f"it records the model of {model}, but lies under {RESULTS}/{parts[1]}/ ({expected})"]

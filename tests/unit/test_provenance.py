@@ -4,6 +4,7 @@ hand-built artifacts (no model is run)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,13 @@ def test_the_digest_rule_tracks_each_model_file_an_embedded_directory_or_nothing
     built = model_path("embedded:smollm2-135m")  # a rule builds the directory
     assert model_file_inputs(built) == [built]
     assert model_file_inputs("HuggingFaceTB/SmolLM2-135M") == []  # hub: digested from the cache
+
+
+def test_verify_reports_another_models_store_copied_in_with_its_times(chain, tmp_path):
+    other = build_chain(tmp_path, fake_model(tmp_path / "m2", b"other weights"), name="n")
+    shutil.rmtree(chain["stats"])
+    shutil.copytree(other["stats"], chain["stats"])  # like cp -rp: Snakemake reruns nothing
+    report = verify_results(tmp_path / "results")
+    stale = {error.path.relative_to(tmp_path).as_posix(): error.problem for error in report.damaged}
+    assert "lies under results/m/" in stale["results/m/stats.zarr"]
+    assert set(stale) == {"results/m/stats.zarr"}  # the stores downstream were not made yet

@@ -77,7 +77,11 @@ def test_another_models_statistics_put_in_place_stops_the_readers(two_models, tm
     workdir = tmp_path / "work"
     shutil.copytree(source, workdir, symlinks=True)
     shutil.rmtree(workdir / "results/a/stats.zarr")
-    shutil.copytree(workdir / "results/b/stats.zarr", workdir / "results/a/stats.zarr")
+    shutil.copytree(  # like `cp -r`: new file times, so Snakemake reruns the readers
+        workdir / "results/b/stats.zarr",
+        workdir / "results/a/stats.zarr",
+        copy_function=shutil.copyfile,
+    )
 
     report = verify_results(workdir / "results")
     stale = {error.path.relative_to(workdir).as_posix() for error in report.damaged}
