@@ -549,12 +549,16 @@ def stats_swap_case(ws: Workspace, workdir: Path, **model_options) -> Outcome:
         env=environment(),
         cwd=workdir,
     )
-    stale = [line.split(":")[0] for line in verify.stdout.splitlines() if line.startswith("STALE")]
+    stale = [line.split()[1].rstrip(":") for line in verify.stdout.splitlines()
+             if line.startswith("STALE")]  # fmt: skip
     config = ws.config()
     model_config(config, source=str(model))
     outcome = ws.snakemake(workdir, config, "--cores", "2", "--keep-going", TARGET)
-    outcome.note = f"`neuron-ablation verify` before the rerun: exit {verify.returncode}, " + (
-        ", ".join(stale) or "nothing stale"
+    job_error = re.search(r"neuron-ablation \w+: error: (.+)", outcome.output)
+    outcome.text = job_error.group(1) if job_error else None
+    outcome.note = (
+        f"`neuron-ablation verify` before the rerun: exit {verify.returncode}, {len(stale)} "
+        f"stale, stats.zarr {'among them' if str(stats.relative_to(workdir)) in stale else 'not'}"
     )
     return outcome
 
