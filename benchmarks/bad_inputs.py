@@ -65,6 +65,10 @@ class Outcome:
     note: str = ""
     left: str | None = None
     """Files left, when taken before a rerun (else read from the workdir at the end)."""
+    stage: str | None = None
+    """Where it stopped, for a case that is not one Snakemake run (e.g. ``verify``)."""
+    text: str | None = None
+    """Its message, for such a case."""
 
 
 class Workspace:
@@ -567,10 +571,113 @@ def _(ws: Workspace, workdir: Path) -> Outcome:
     return second
 
 
+# --- provenance: artifacts of other inputs put in place, inputs changed or deleted
+# (docs/provenance.md)
+
+
+def provenance_run(ws: Workspace, workdir: Path, source: Path) -> Outcome:
+    """The good config on ``source`` (a copy of a model) in ``workdir``, run to the end."""
+    config = ws.config()
+    model_config(config, source=str(source))
+    outcome = ws.snakemake(workdir, config)
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    return outcome
+
+
+def other_model_stats(ws: Workspace, name: str, **model_options) -> Path:
+    """The statistics store of another tiny Llama (seed 7), from a run of its own."""
+    workdir = ws.case_dir(f"other model {name}")
+    model = save_causal_lm(workdir / "model", "llama", seed=7, **model_options)
+    provenance_run(ws, workdir, model)
+    return workdir / "results/tiny/stats.zarr"
+
+
+def planned_rules(dry_run_output: str) -> str:
+    """``rule×count`` of a ``snakemake -n`` listing (its Job stats table)."""
+    stats = dry_run_output.split("Job stats:", 1)[-1].split("\n\n", 1)[0]
+    rows = re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.MULTILINE)
+    return ", ".join(f"{rule}×{n}" if n != "1" else rule for rule, n in rows if rule != "total")
+
+
+@case("weights replaced in place (cp other/model.safetensors model/)")
+def _(ws: Workspace, workdir: Path) -> Outcome:
+    model = ws.copy_model(workdir)
+    provenance_run(ws, workdir, model)
+    other = save_causal_lm(workdir / "other", "llama", seed=7)
+    shutil.copyfile(other / "model.safetensors", model / "model.safetensors")
+    config = ws.config()
+    model_config(config, source=str(model))
+    dry = ws.snakemake(workdir, config, "-n", TARGET)
+    rerun = ws.snakemake(workdir, config)
+    rerun.note = f"`snakemake -n` after the overwrite plans {planned_rules(dry.output)}"
+    return rerun
+
+
+def stats_swap_case(ws: Workspace, workdir: Path, **model_options) -> Outcome:
+    """The good run, then another model's stats.zarr in place of its own, then the same run."""
+    other = other_model_stats(ws, workdir.name, **model_options)
+    model = ws.copy_model(workdir)
+    provenance_run(ws, workdir, model)
+    stats = workdir / "results/tiny/stats.zarr"
+    shutil.rmtree(stats)
+    shutil.copytree(other, stats, copy_function=shutil.copyfile)  # cp -r: new file times
+    verify = subprocess.run(
+        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=workdir,
+    )
+    stale = [line.split()[1].rstrip(":") for line in verify.stdout.splitlines()
+             if line.startswith("STALE")]  # fmt: skip
+    config = ws.config()
+    model_config(config, source=str(model))
+    outcome = ws.snakemake(workdir, config, "--cores", "2", "--keep-going", TARGET)
+    job_error = re.search(r"neuron-ablation \w+: error: (.+)", outcome.output)
+    if job_error:  # digests shortened, so the table cell keeps the note
+        outcome.text = re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1…", job_error.group(1))
+    outcome.note = (
+        f"`neuron-ablation verify` before the rerun: exit {verify.returncode}, {len(stale)} "
+        f"stale, stats.zarr {'among them' if str(stats.relative_to(workdir)) in stale else 'not'}"
+    )
+    return outcome
+
+
+@case("another model's stats.zarr of the same shape put in place")
+def _(ws: Workspace, workdir: Path) -> Outcome:
+    return stats_swap_case(ws, workdir)
+
+
+@case("another model's stats.zarr with 3 layers under a 2-layer model")
+def _(ws: Workspace, workdir: Path) -> Outcome:
+    return stats_swap_case(ws, workdir, layers=3)
+
+
+@case("verify after deleting one evaluation JSON")
+def _(ws: Workspace, workdir: Path) -> Outcome:
+    ws.reference()
+    shutil.copytree(ws.reference_dir, workdir / "results", symlinks=True)
+    (workdir / "results/tiny/eval/mean/seed0/frac0.50.json").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=workdir,
+    )
+    lines = result.stdout.splitlines()
+    outcome = Outcome(result.returncode, result.stdout + result.stderr, workdir)
+    outcome.stage = "command `neuron-ablation verify`"
+    outcome.text = " ".join(line.strip() for line in lines if line.startswith(("MISSING", "  r")))
+    return outcome
+
+
 # ----------------------------------------------------------------------------- the table
 
 
 def stops_at(outcome: Outcome) -> str:
+    if outcome.stage is not None:
+        return outcome.stage
     output = outcome.output
     if outcome.returncode == 0:
         return "completed"
@@ -599,6 +706,8 @@ MESSAGE_PATTERNS = (
 
 
 def message(outcome: Outcome) -> str:
+    if outcome.text is not None:
+        return outcome.text
     if outcome.returncode == 0:
         return "the run completed"
     validation = re.search(r"^ValidationError: (.+)$", outcome.output, flags=re.MULTILINE)

@@ -8,7 +8,7 @@ markdown, no band in the figures; never 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -225,18 +225,47 @@ def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
 
 
 def write_tables(eval_files: Iterable[str | Path], tables_dir: Path) -> None:
-    """Write ablation.csv, sequences.parquet, table2.csv and table2.md (each atomically)."""
+    """Write ablation.csv, sequences.parquet, table2.csv and table2.md (each atomically).
+
+    ``sequences.parquet`` records every result it was made from (path and identity, Parquet
+    metadata ``provenance``), so ``verify`` reports a result deleted or replaced since; results
+    without a record of their own (written by hand) are listed with the identity None."""
+    from neuron_ablation.provenance import canonical_json, input_record, make_record
+
+    eval_files = list(eval_files)
     results, sequences = read_evaluations(eval_files)
+    inputs = {str(path): input_record(path, required=False) for path in eval_files}
+    check_one_model_identity(eval_files)
+    provenance = canonical_json(make_record(inputs, {}))
     table = table2(summarise(results))
     models = results["model"].unique(maintain_order=True).to_list()
     with atomic_output(tables_dir / "ablation.csv") as tmp:
         results.write_csv(tmp)
     with atomic_output(tables_dir / "sequences.parquet") as tmp:
-        sequences.write_parquet(tmp)
+        sequences.write_parquet(tmp, metadata={"provenance": provenance})
     with atomic_output(tables_dir / "table2.csv") as tmp:
         table.write_csv(tmp)
     with atomic_output(tables_dir / "table2.md") as tmp:
         tmp.write_text(table2_markdown(table, models))
+
+
+def check_one_model_identity(eval_files: Sequence[str | Path]) -> None:
+    """Results of one model name must come from one model (the digest of its files): a result
+    of other weights, put in place, would mix two models in one row of the tables."""
+    from neuron_ablation.provenance import ProvenanceMismatch, read_provenance
+
+    first: dict[str, tuple[str, str]] = {}
+    for path in eval_files:
+        record = read_provenance(path) or {}
+        model_id = record.get("inputs", {}).get("model", {}).get("id")
+        name = read_result(path)["model"]
+        seen = first.setdefault(name, (model_id, str(path)))
+        if model_id != seen[0]:
+            raise ProvenanceMismatch(
+                path,
+                f"its provenance says inputs.model = {model_id!r}, but {seen[1]} (model "
+                f"{name!r} too) says {seen[0]!r}",
+            )
 
 
 def write_figure(eval_files: Iterable[str | Path], out: Path) -> None:

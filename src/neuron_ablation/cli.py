@@ -79,7 +79,9 @@ def _inspect(args: argparse.Namespace) -> None:
 def _neurons(args: argparse.Namespace) -> None:
     from neuron_ablation.inspection import write_neuron_report
 
-    top = write_neuron_report(stats_store(args.store), args.figure, args.csv, args.top, args.panels)
+    top = write_neuron_report(
+        stats_store(args.store), args.figure, args.csv, args.top, args.panels, args.model_digest
+    )
     log.info("wrote %s and %s (top %d neurons)", args.figure, args.csv, len(top))
 
 
@@ -131,6 +133,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-source", required=True, help="hub id or local model directory")
     p.add_argument(
         "--task", required=True, choices=["causal-lm", "masked-lm", "image-classification"]
+    )
+    _add_model_digest(p)
+
+
+def _add_model_digest(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-digest",
+        help="results/<model>/model.digest.json of this run (the model's identity in every "
+        "provenance record); computed from the model's files when omitted",
     )
 
 
@@ -187,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-name", default="")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_stage("statistics:run_statistics"))
+
+    p = sub.add_parser(
+        "model-digest", help="sha256 of a model's config, weight and tokenizer files -> JSON"
+    )
+    p.add_argument("--model-source", required=True, help="hub id or local model directory")
+    p.add_argument("--out", required=True, help="results/<model>/model.digest.json")
+    p.set_defaults(func=_stage("provenance:write_model_digest"))
 
     p = sub.add_parser("select", help="stage 3: random nested neuron ranks for one seed -> Zarr")
     _add_model_args(p)
@@ -307,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="CSV of the most atypical neurons")
     p.add_argument("--top", type=int, default=20, help="rows of the CSV")
     p.add_argument("--panels", type=int, default=3, help="atypical neurons in the figure")
+    _add_model_digest(p)
     p.set_defaults(func=_neurons)
 
     p = sub.add_parser("compare", help="paired comparison of methods and the claim's verdict")

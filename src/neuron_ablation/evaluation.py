@@ -29,6 +29,7 @@ from neuron_ablation.architectures import vocabulary_head
 from neuron_ablation.finite import located, of_model, require_finite
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
+from neuron_ablation.provenance import PROVENANCE_KEY
 from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
 
 log = logging.getLogger("neuron_ablation")
@@ -324,6 +325,8 @@ class EvaluationJob:
     sweep_items: int | None = None
     """Score fractions outside ``focus`` on the first ``sweep_items`` rows only."""
     focus: tuple[float, ...] = ()
+    model_digest: str | None = None
+    """The run's ``model.digest.json`` (:mod:`neuron_ablation.provenance`); computed if None."""
 
     def __post_init__(self) -> None:
         if len(self.fractions) != len(self.outputs):
@@ -337,12 +340,18 @@ class EvaluationJob:
         return {"model": self.model_name, "method": self.method, "seed": self.seed,
                 "fraction": fraction}  # fmt: skip
 
+    def scored_items(self, fraction: float) -> int | None:
+        """How many evaluation rows ``fraction`` is scored on: None (all) for a focus fraction
+        or without a sweep, else ``sweep_items``."""
+        focus = any(abs(fraction - f) < 1e-9 for f in self.focus)
+        return None if focus else self.sweep_items
+
     def scored_columns(self, columns: dict[str, np.ndarray], fraction: float) -> dict:
         """All evaluation rows for a focus fraction, else the first ``sweep_items`` of them."""
-        focus = any(abs(fraction - f) < 1e-9 for f in self.focus)
-        if self.sweep_items is None or focus:
+        items = self.scored_items(fraction)
+        if items is None:
             return columns
-        return {name: values[: self.sweep_items] for name, values in columns.items()}
+        return {name: values[:items] for name, values in columns.items()}
 
 
 Scorer = Callable[[Sequence[torch.Tensor], float, str], dict[str, Any]]
@@ -364,20 +373,53 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     pairs = list(zip(job.fractions, job.outputs, strict=True))
     reused = [(f, out) for f, out in pairs if f == 0.0 and job.baseline]
     pending = [pair for pair in pairs if pair not in reused]
+    provenance = checked_job_inputs(job)
     score = method_scorer(job) if pending else None
     ranks = read_ranks(job.selection) if pending else None
     results = []
     for fraction, out in reused:
-        results.append((out, read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}))
+        record = provenance(fraction, {"baseline": job.baseline})
+        result = read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}
+        results.append((out, result | {PROVENANCE_KEY: record}))
         log.info("fraction 0 ablates nothing: reusing %s for %s", job.baseline, out)
     with of_model(job.model_name, f"evaluation of {job.method} seed {job.seed}"):
         for fraction, out in pending:
             desc = f"{job.method} seed {job.seed} frac {fraction:.2f}"
             result = score(ablation_masks(ranks, fraction), fraction, desc)
-            results.append((out, result | job.meta(fraction)))
+            record = provenance(fraction, {})
+            results.append((out, result | job.meta(fraction) | {PROVENANCE_KEY: record}))
     for out, result in results:
         write_json(out, result)
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
+
+
+def checked_job_inputs(job: EvaluationJob) -> Callable[[float, dict], dict[str, Any]]:
+    """Check that every input of ``job`` was computed from its model (and the selection from
+    its seed, the baseline from its tokens), before any compute; returns the function that
+    makes the provenance record of the result at a fraction (extra inputs: role -> path)."""
+    from neuron_ablation.provenance import check_artifact, input_record, make_record, model_input
+
+    model = model_input(job.model_source, job.model_digest)
+    this_model = {"inputs.model": model["id"]}
+    tokens = input_record(job.tokens)
+    check_artifact(job.tokens, this_model)
+    check_artifact(job.selection, this_model | {"settings.seed": job.seed})
+    upstream = {"stats": job.stats, "bank": job.bank, "optimal": job.optimal}
+    for role, path in upstream.items():
+        if path:  # learned constants are of one seed, like the selection they were trained on
+            seeded = {"settings.seed": job.seed} if role == "optimal" else {}
+            check_artifact(path, this_model | seeded)
+    if job.baseline:
+        check_artifact(job.baseline, this_model | {"inputs.tokens": tokens["id"]})
+    inputs = {"model": model, "tokens": tokens, "selection": job.selection, **upstream}
+    inputs = make_record(inputs, {})["inputs"]  # identities read once, before any compute
+
+    def record(fraction: float, extra: dict) -> dict[str, Any]:
+        settings = {"method": job.method, "seed": job.seed, "fraction": fraction,
+                    "first_items": job.scored_items(fraction)}  # fmt: skip
+        return make_record(inputs | extra, settings)
+
+    return record
 
 
 def method_scorer(job: EvaluationJob) -> Scorer:
@@ -474,15 +516,20 @@ def run_baseline(
     batch_size: int = 8,
     device: str = "auto",
     dtype: str = "float32",
+    model_digest: str | None = None,
 ) -> dict[str, Any]:
     """Score the clean model and write ``out``; returns the result."""
     from neuron_ablation.io import write_json
     from neuron_ablation.models import load_model_and_inputs
+    from neuron_ablation.provenance import check_artifact, make_record, model_input
 
+    model_record = model_input(model_source, model_digest)
+    check_artifact(tokens, {"inputs.model": model_record["id"]})
+    provenance = make_record({"model": model_record, "tokens": tokens}, {"dtype": dtype})
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     with of_model(model_name, "baseline"):
         result = evaluate(model, columns, task, batch_size)
-    result |= {"model": model_name, "n_ablated": 0}
+    result |= {"model": model_name, "n_ablated": 0, PROVENANCE_KEY: provenance}
     write_json(out, result)
     log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
     return result

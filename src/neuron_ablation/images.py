@@ -123,6 +123,7 @@ def write_image_inputs(
     part: str,
     out: str | Path,
     n_images: int,
+    provenance: str | None = None,
     **split_options,
 ) -> pa.Table:
     """Preprocess ``n_images`` images of ``part`` with the model's processor and write ``out``."""
@@ -133,6 +134,9 @@ def write_image_inputs(
     pairs = iter_labelled_images(source, part, label2id, **split_options)
     table = images_table(*preprocess_images(processor, pairs, n_images))
     metadata = table.schema.metadata or {}
-    table = table.replace_schema_metadata({**metadata, b"part": part, b"dataset": source})
+    metadata = {**metadata, b"part": part, b"dataset": source}
+    if provenance is not None:  # the record of neuron_ablation.provenance, JSON
+        metadata[b"provenance"] = provenance
+    table = table.replace_schema_metadata(metadata)
     write_arrow(out, table)
     return table

@@ -380,9 +380,20 @@ def plot_neurons(ds: xr.Dataset, top: pl.DataFrame, out: Path, n_panels: int = 3
 
 
 def write_neuron_report(
-    store: str | Path, figure: str | Path, csv: str | Path, n_top: int = 20, n_panels: int = 3
+    store: str | Path,
+    figure: str | Path,
+    csv: str | Path,
+    n_top: int = 20,
+    n_panels: int = 3,
+    model_digest: str | None = None,
 ) -> pl.DataFrame:
-    """Score every neuron of ``store``; write the top-``n_top`` CSV and Figure 1; return the top."""
+    """Score every neuron of ``store``; write the top-``n_top`` CSV and Figure 1; return the top.
+
+    With ``model_digest`` (the run's ``model.digest.json``) the store must be that model's."""
+    if model_digest is not None:
+        from neuron_ablation.provenance import check_artifact, read_model_digest
+
+        check_artifact(store, {"inputs.model": read_model_digest(model_digest)})
     ds = open_store(store)
     top = top_neurons(neuron_scores(ds), n_top)
     with atomic_output(csv) as tmp:

@@ -398,11 +398,13 @@ def learn_optimal(
     device: str = "auto",
     dtype: str = "float32",
     model_name: str = "",
+    model_digest: str | None = None,
 ) -> None:
     """Learn the optimal constants of one seed at every fraction on the statistics split
     ``tokens``; write them with their loss curves to the Zarr store ``out``."""
     from neuron_ablation.io import read_model_inputs
     from neuron_ablation.models import load_model
+    from neuron_ablation.provenance import check_artifact, input_record, make_record, model_input
     from neuron_ablation.selection import read_ranks
     from neuron_ablation.statistics import open_statistics
 
@@ -410,13 +412,23 @@ def learn_optimal(
     settings = OptimalSettings(
         steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed
     )
+    model_record, tokens_record = model_input(model_source, model_digest), input_record(tokens)
+    this_model = {"inputs.model": model_record["id"]}
+    check_artifact(tokens, this_model)
+    check_artifact(stats, this_model | {"inputs.tokens": tokens_record["id"]})
+    check_artifact(selection, this_model | {"settings.seed": seed})
+    inputs = {"model": model_record, "tokens": tokens_record, "stats": stats,
+              "selection": selection}  # fmt: skip
+    provenance = make_record(inputs, asdict(settings) | {"fractions": list(fractions),
+                                                          "dtype": dtype})  # fmt: skip
     ranks, store = read_ranks(selection), open_statistics(stats)
     corruption = masked_lm_corruption(model_source) if task == "masked-lm" else None
     model = load_model(model_source, task, device, dtype)
     constants, losses, attrs = train_store(
         model, read_model_inputs(tokens), task, ranks, store, fractions, settings, corruption
     )
-    attrs |= {"model": model_name, "model_source": model_source, "dtype": dtype}
+    attrs |= {"model": model_name, "model_source": model_source, "dtype": dtype,
+              "provenance": provenance}  # fmt: skip
     write_optimal(out, fractions, constants, losses, attrs)
     for fraction, curve in zip(fractions, losses, strict=True):
         log.info("frac %.2f: loss %.4f -> %.4f", fraction, curve[0], curve[-1])

@@ -9,6 +9,7 @@ agrees with where it lies.
 
 Layout (``results/``)::
 
+    {model}/model.digest.json               sha256 of the model's files (provenance)
     {model}/tokens/{part}.arrow             stage 1 (part: stats | eval)
     {model}/stats.zarr                      stage 2
     {model}/resample/{source}.inputs.arrow  resampling inputs
@@ -42,6 +43,11 @@ def fraction_label(fraction: Fraction) -> str:
 
 def model_dir(model: str) -> str:
     return f"{RESULTS}/{model}"
+
+
+def model_digest(model: str) -> str:
+    """The digest of the model's files, computed once per run (see ``provenance``)."""
+    return f"{model_dir(model)}/model.digest.json"
 
 
 def tokens(model: str, part: str) -> str:
@@ -111,6 +117,7 @@ def stats_store(name: str | Path) -> Path:
 
 
 ARTIFACT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "model digest": re.compile(r"/model\.digest\.json$"),
     "token file": re.compile(r"/tokens/(stats|eval)\.arrow$"),
     "statistics store": re.compile(r"/stats\.zarr$"),
     "selection": re.compile(r"/selection/seed\d+\.zarr$"),

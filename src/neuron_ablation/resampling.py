@@ -705,6 +705,7 @@ def write_resample_inputs(
     batch_size: int = 8,
     device: str = "auto",
     dtype: str = "float32",
+    model_digest: str | None = None,
 ) -> None:
     """The seeded random inputs of one resampling source -> the Arrow file ``out``."""
     from neuron_ablation.models import check_seq_len
@@ -721,9 +722,16 @@ def write_resample_inputs(
         top_k=top_k,
         generator=generator_source,
     )
+    from neuron_ablation.provenance import canonical_json, make_record, model_input
+
+    models = {"model": model_input(model_source, model_digest)}
+    if generator_source is not None:
+        models["generator"] = model_input(generator_source, None)
     table, settings = generate_inputs(
         model_source, task, settings, device=device, dtype=dtype, batch_size=batch_size
     )
+    record = canonical_json(make_record(models, settings.attrs()))
+    table = table.replace_schema_metadata(table.schema.metadata | {b"provenance": record})
     write_inputs(out, table)
     log.info("wrote %d %s inputs to %s", table.num_rows, source, out)
 
@@ -737,13 +745,19 @@ def write_model_bank(
     device: str = "auto",
     dtype: str = "float32",
     model_name: str = "",
+    model_digest: str | None = None,
 ) -> None:
     """The clean model's z on the resampling inputs ``tokens`` -> the HDF5 bank ``out``."""
     from neuron_ablation.io import read_arrow
     from neuron_ablation.models import load_model_and_inputs
+    from neuron_ablation.provenance import canonical_json, check_artifact, make_record, model_input
 
     settings = inputs_settings(read_arrow(tokens), tokens)
+    model_record = model_input(model_source, model_digest)
+    check_artifact(tokens, {"inputs.model": model_record["id"]})
+    record = make_record({"model": model_record, "inputs": tokens}, {"dtype": dtype})
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     attrs = bank_attrs(settings, model_name, model_source) | {"dtype": dtype}
+    attrs["provenance"] = canonical_json(record)
     write_bank(out, model, columns, attrs, batch_size)
     log.info("wrote %s", out)

@@ -23,6 +23,7 @@ from neuron_ablation.integrity import (
     read_selection_ranks,
 )
 from neuron_ablation.io import atomic_output
+from neuron_ablation.provenance import PROVENANCE_KEY
 
 log = logging.getLogger("neuron_ablation")
 
@@ -47,7 +48,10 @@ def ablation_masks(ranks: np.ndarray, fraction: float) -> list[torch.Tensor]:
     return [torch.from_numpy(row < n_ablated_per_layer(fraction, len(row))) for row in ranks]
 
 
-def write_selection(path: str | Path, ranks: np.ndarray, seed: int) -> None:
+def write_selection(
+    path: str | Path, ranks: np.ndarray, seed: int, provenance: dict | None = None
+) -> None:
+    """Write the ranks int64 [layer, neuron] of ``seed`` with their provenance record."""
     with atomic_output(path) as tmp:
         group = zarr.open_group(
             str(tmp),
@@ -57,6 +61,7 @@ def write_selection(path: str | Path, ranks: np.ndarray, seed: int) -> None:
                 "rule": "ablated at fraction f iff rank < round(f * n_neurons_in_layer)",
                 "rng": "numpy.random.default_rng(seed).permutation(width), one per layer in order",
                 INTEGRITY_ATTR: CHECKABLE_CHUNKS,
+                PROVENANCE_KEY: provenance,
             },
         )
         create_checkable_array(group, "rank", ranks, ranks.shape, ["layer", "neuron"])
@@ -68,9 +73,14 @@ def read_ranks(path: str | Path) -> np.ndarray:
     return read_selection_ranks(path)
 
 
-def write_model_selection(model_source: str, task: str, seed: int, out: str) -> None:
+def write_model_selection(
+    model_source: str, task: str, seed: int, out: str, model_digest: str | None = None
+) -> None:
     """Stage 3: the nested random order of the model's neurons for ``seed`` -> Zarr ``out``."""
     from neuron_ablation.models import neuron_widths_of
+    from neuron_ablation.provenance import make_record, model_input
 
-    write_selection(out, neuron_ranks(neuron_widths_of(model_source, task), seed), seed)
+    provenance = make_record({"model": model_input(model_source, model_digest)}, {"seed": seed})
+    ranks = neuron_ranks(neuron_widths_of(model_source, task), seed)
+    write_selection(out, ranks, seed, provenance)
     log.info("wrote %s", out)

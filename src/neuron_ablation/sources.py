@@ -81,6 +81,18 @@ def local_inputs(*paths: str) -> list[str]:
     return [p for p in paths if p.startswith(f"{catalog.RESOURCES}/") or Path(p).exists()]
 
 
+def model_file_inputs(path: str) -> list[str]:
+    """What the Snakemake rule ``model_digest`` tracks of a resolved model path (``model_path``):
+    each file it digests (``provenance.model_files``) as one input, so a file overwritten in place
+    reruns it (a directory's time changes only when entries are added or removed); an embedded
+    model's directory (a rule builds it); nothing for a hub id."""
+    if not path.startswith(f"{catalog.RESOURCES}/") and Path(path).is_dir():
+        from neuron_ablation.provenance import model_files
+
+        return [str(p) for p in model_files(path)]
+    return local_inputs(path)
+
+
 def source_inputs(source: str, role: Literal["model", "dataset"]) -> list[str]:
     """What Snakemake must build or track for a model or dataset ``source``: its
     :func:`local_inputs`, and the files an embedded image set is read from (a missing

@@ -52,6 +52,7 @@ from neuron_ablation.integrity import (
     read_array,
 )
 from neuron_ablation.io import atomic_output
+from neuron_ablation.provenance import PROVENANCE_KEY
 
 log = logging.getLogger("neuron_ablation")
 
@@ -217,14 +218,20 @@ def run_statistics(
     dtype: str = "float32",
     model_name: str = "",
     dataset_name: str = "",
+    model_digest: str | None = None,
 ) -> None:
     """Stage 2: per-neuron histograms of bin width ``bin_width`` over ``value_range`` (and the
     moments and constants derived from them) of the model on ``tokens`` -> the Zarr store ``out``.
     """
     from neuron_ablation.histogram import BinGrid
     from neuron_ablation.models import load_model_and_inputs
+    from neuron_ablation.provenance import check_artifact, make_record, model_input
 
     grid = BinGrid.covering(bin_width, *value_range)
+    model_record = model_input(model_source, model_digest)
+    check_artifact(tokens, {"inputs.model": model_record["id"]})  # this model's tokenizer
+    settings = {"bin_width": bin_width, "range": list(value_range), "dtype": dtype}
+    provenance = make_record({"model": model_record, "tokens": tokens}, settings)
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     started = time.perf_counter()
     with of_model(model_name or model_source, "statistics"):
@@ -235,6 +242,7 @@ def run_statistics(
         "dataset": dataset_name,
         "n_tokens": histograms[0].count,
         "dtype": dtype,
+        PROVENANCE_KEY: provenance,
     }
     seconds = time.perf_counter() - started  # logged, not stored: equal runs give equal stores
     write_statistics(out, histograms, attrs)

@@ -28,6 +28,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from neuron_ablation.io import sequences_table, write_arrow
+from neuron_ablation.provenance import PROVENANCE_KEY
 from neuron_ablation.sources import LOCAL_SUFFIXES
 
 log = logging.getLogger("neuron_ablation")
@@ -325,6 +326,15 @@ def masked_sequences_table(tokenizer, ids: np.ndarray, mask_seed: int) -> pa.Tab
     return sequences_table(inputs.numpy(), labels=labels.numpy().astype(np.int32))
 
 
+def tokens_provenance(model_source: str, model_digest: str | None, **settings) -> str:
+    """The provenance record of a token file (schema metadata ``provenance``, JSON): the model
+    (its tokenizer or image processor) and every setting that changes the rows."""
+    from neuron_ablation.provenance import canonical_json, make_record, model_input
+
+    record = make_record({"model": model_input(model_source, model_digest)}, settings)
+    return canonical_json(record)
+
+
 def write_model_inputs(
     model_source: str,
     task: str,
@@ -339,6 +349,7 @@ def write_model_inputs(
     eval_split: str = "test",
     eval_share: float = 0.2,
     split_seed: int = 0,
+    model_digest: str | None = None,
 ) -> pa.Table:
     """Stage 1: one part (``stats`` or ``eval``) of a dataset -> the Arrow file of model inputs.
 
@@ -347,11 +358,17 @@ def write_model_inputs(
     """
     split = {"stats_split": stats_split, "eval_split": eval_split, "eval_share": eval_share,
              "split_seed": split_seed}  # fmt: skip
+    provenance = tokens_provenance(
+        model_source, model_digest, dataset=dataset_source, part=part, n=n, seq_len=seq_len,
+        mask_seed=mask_seed, text_field=text_field, **split,
+    )  # fmt: skip
     if task == "image-classification":
         from neuron_ablation.images import write_image_inputs
 
         try:
-            table = write_image_inputs(model_source, dataset_source, part, out, n, **split)
+            table = write_image_inputs(
+                model_source, dataset_source, part, out, n, provenance=provenance, **split
+            )
         except NotEnoughDataError as error:
             raise NotEnoughDataError(
                 f"the {part} part of {dataset_source}: {error}. In the config: lower "
@@ -374,7 +391,12 @@ def write_model_inputs(
             n_tokens=n,
             seq_len=seq_len,
             mask_seed=mask_seed if task == "masked-lm" and part == "eval" else None,
-            metadata={"dataset": dataset_source, "part": part, "seq_len": seq_len},
+            metadata={
+                "dataset": dataset_source,
+                "part": part,
+                "seq_len": seq_len,
+                PROVENANCE_KEY: provenance,
+            },  # fmt: skip
         )
     except NotEnoughDataError as error:
         raise NotEnoughDataError(

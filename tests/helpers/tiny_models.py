@@ -148,9 +148,14 @@ MASKED_ARCHITECTURES = ("roberta", "bert")
 VISION_ARCHITECTURES = ("vit",)
 
 
-def save_causal_lm(path: Path, architecture: str = "llama", seed: int = 0) -> Path:
+def save_causal_lm(
+    path: Path, architecture: str = "llama", seed: int = 0, layers: int | None = None
+) -> Path:
+    """A tiny causal LM of ``architecture`` (``layers``: other than the default LAYERS)."""
     tokenizer = word_tokenizer()
     config = _causal_configs(len(tokenizer))[architecture]
+    if layers is not None:
+        config.num_hidden_layers = layers
     torch.manual_seed(seed)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -32,6 +32,7 @@ def entry_points(model: str, missing: str) -> dict[str, list[str]]:
                      "--out", "t.arrow"],
         "statistics": [*model_args, "--tokens", f"{missing}/stats.arrow", "--bin-width", "0.01",
                        "--out", "s.zarr"],
+        "model-digest": ["--model-source", f"{missing}/model", "--out", "d.json"],
         "select": ["--model-source", f"{missing}/model", "--task", "causal-lm", "--seed", "0",
                    "--out", "s.zarr"],
         "baseline": [*model_args, "--tokens", f"{missing}/eval.arrow", "--model-name", "m",
@@ -167,4 +168,4 @@ def test_each_stage_command_names_its_function_parameters():
                 option = options[parameter.name]
                 assert option.required or option.default is not None, (command, parameter.name)
         assert set(options) - ignored <= set(parameters), f"{command}: options not passed on"
-    assert stages == 7
+    assert stages == 8

@@ -6,7 +6,8 @@ import torch
 
 from neuron_ablation.cli import main
 from neuron_ablation.evaluation import evaluate
-from neuron_ablation.io import read_json, sequences_table, write_arrow
+from neuron_ablation.io import read_json, sequences_table
+from tests.helpers.provenance import write_model_tokens
 from tests.helpers.tiny_models import load
 
 
@@ -33,7 +34,7 @@ def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_p
     """The model is loaded once and the fold-in undone between fractions: same bits as fresh."""
     ids = np.random.default_rng(1).integers(4, 60, size=(6, 12))
     tokens = tmp_path / "eval.arrow"
-    write_arrow(tokens, sequences_table(ids))
+    write_model_tokens(tokens, sequences_table(ids), tiny_llama)
     model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
     runtime = ["--tokens", str(tokens), "--device", "cpu", "--batch-size", "4"]
     stats, selection = tmp_path / "stats.zarr", tmp_path / "seed0.zarr"
@@ -98,7 +99,7 @@ def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, mo
 def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llama, tmp_path):
     ids = np.random.default_rng(4).integers(4, 60, size=(6, 12))
     tokens = tmp_path / "eval.arrow"
-    write_arrow(tokens, sequences_table(ids))
+    write_model_tokens(tokens, sequences_table(ids), tiny_llama)
     model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
     selection = tmp_path / "seed0.zarr"
     main(["select", *model, "--seed", "0", "--out", str(selection)])

@@ -29,21 +29,21 @@ from neuron_ablation.optimal import (
 from neuron_ablation.selection import ablation_masks, read_ranks
 from neuron_ablation.statistics import open_statistics
 from neuron_ablation.tokenization import masked_sequences_table
+from tests.helpers.provenance import write_model_tokens
 from tests.helpers.tiny_models import load, save_model, task_of
 
 
-def _stats_tokens(path, seed: int = 0, shape=(12, 16)):
+def _stats_tokens(path, model_source, seed: int = 0, shape=(12, 16)):
     ids = np.random.default_rng(seed).integers(4, 60, size=shape)
     table = sequences_table(ids).replace_schema_metadata({"part": "stats"})
-    write_arrow(path, table)
-    return path
+    return write_model_tokens(path, table, model_source)
 
 
 @pytest.fixture(scope="module")
 def llama_setup(tmp_path_factory, tiny_llama):
     """Statistics and a selection of a tiny Llama on random 'statistics' tokens."""
     tmp = tmp_path_factory.mktemp("optimal")
-    tokens = _stats_tokens(tmp / "stats.arrow")
+    tokens = _stats_tokens(tmp / "stats.arrow", tiny_llama)
     model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
     runtime = ["--tokens", str(tokens), "--device", "cpu", "--batch-size", "4"]
     main(["statistics", *model, *runtime, "--bin-width", "0.01", "--out", str(tmp / "stats.zarr")])

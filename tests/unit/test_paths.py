@@ -13,6 +13,7 @@ from neuron_ablation.io import write_json
 from tests.helpers.workflow import REPO
 
 BUILT = {
+    "model digest": [paths.model_digest("m")],
     "token file": [paths.tokens("m", "stats"), paths.tokens("m", "eval")],
     "statistics store": [paths.stats("m")],
     "selection": [paths.selection("m", 3)],

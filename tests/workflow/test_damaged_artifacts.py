@@ -32,6 +32,7 @@ from neuron_ablation.integrity import (
 )
 from neuron_ablation.io import read_arrow, read_model_inputs, write_arrow
 from neuron_ablation.optimal import read_constants, write_optimal
+from neuron_ablation.provenance import artifact_id, canonical_json, make_record
 from neuron_ablation.resampling import (
     ResampleSettings,
     bank_attrs,
@@ -45,6 +46,7 @@ from neuron_ablation.statistics import ablation_constants
 from tests.helpers.tiny_models import load
 
 STATS = "results/tiny/stats.zarr"
+DIGEST = "results/tiny/model.digest.json"
 SELECTION = "results/tiny/selection/seed0.zarr"
 RESULT = "results/tiny/eval/zero/seed0/frac0.50.json"
 BASELINE = "results/tiny/eval/baseline.json"
@@ -67,13 +69,29 @@ def intact(pipeline_run, tmp_path_factory) -> Path:
     model_dir = config["models"]["tiny"]["source"]
     settings = ResampleSettings("tokens", n_sequences=2, seq_len=8, seed=0)
     table, _ = generate_inputs(model_dir, "causal-lm", settings, device="cpu")
-    write_arrow(root / INPUTS, table)
+    model = recorded(root, DIGEST)
+    provenance = canonical_json(make_record({"model": model}, {}))
+    write_arrow(root / INPUTS, table.replace_schema_metadata(table.schema.metadata | {
+        b"provenance": provenance
+    }))  # fmt: skip
     attrs = bank_attrs(inputs_settings(table), "tiny", model_dir)
+    attrs["provenance"] = canonical_json(
+        make_record({"model": model, "inputs": recorded(root, INPUTS)}, {})
+    )
     write_bank(root / BANK, load(model_dir, "llama"), read_model_inputs(root / INPUTS), attrs)
     constants = torch.full((2, 32), torch.nan, dtype=torch.float64)
     constants[:, :16] = 0.25
-    write_optimal(root / OPTIMAL, [0.5], [list(constants)], [np.array([4.0, 3.5])], {"seed": 0})
+    attrs = {
+        "seed": 0,
+        "provenance": make_record({"model": model, "stats": recorded(root, STATS)}, {"seed": 0}),
+    }
+    write_optimal(root / OPTIMAL, [0.5], [list(constants)], [np.array([4.0, 3.5])], attrs)
     return root
+
+
+def recorded(root: Path, relative: str) -> dict:
+    """The input record of ``root / relative`` as a job in ``root`` writes it."""
+    return {"path": relative, "id": artifact_id(root / relative)}
 
 
 # --- damages --------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import re
 import h5py
 import numpy as np
 
-from neuron_ablation.io import read_json, read_model_inputs, sequences_table, write_arrow
+from neuron_ablation.io import read_json, read_model_inputs, sequences_table
+from tests.helpers.provenance import write_model_tokens
 from tests.helpers.workflow import run_snakemake
 
 
@@ -38,7 +39,7 @@ def test_pipeline_wires_resampling_and_the_cli_runs_it(tmp_path, good, capsys):
     main(["resample-bank", *model, "--tokens", str(inputs), "--device", "cpu", "--model-name",
           "tiny", "--out", str(bank)])  # fmt: skip
     ids = np.random.default_rng(0).integers(4, 60, size=(5, 16))
-    write_arrow(res / "eval.arrow", sequences_table(ids))
+    write_model_tokens(res / "eval.arrow", sequences_table(ids), model[1])
     main(["select", *model, "--seed", "0", "--out", str(res / "selection.zarr")])
     half = res / "eval_half.json"
     evaluate_args = [*model, "--model-name", "tiny", "--tokens", str(res / "eval.arrow"),

@@ -24,6 +24,7 @@ from neuron_ablation.preflight import preflight
 from neuron_ablation.sources import (
     dataset_path,
     local_inputs,
+    model_file_inputs,
     model_path,
     source_inputs,
 )
@@ -88,7 +89,14 @@ def dataset_source(model):
 
 
 def model_inputs(wildcards):
-    return local_inputs(model_source(wildcards.model))
+    """The model as every job's input: the digest of its files (rule model_digest), which reruns
+    when a file changes in place, and with it everything computed from the model."""
+    return paths.model_digest(wildcards.model)
+
+
+def model_digest_inputs(wildcards):
+    """The model's files, each one input (neuron_ablation.sources.model_file_inputs)."""
+    return model_file_inputs(model_source(wildcards.model))
 
 
 def model_resource(name):
@@ -196,11 +204,9 @@ def mlm_split_args():
 
 
 def tokenize_inputs(wildcards):
-    """The model and dataset files, and an embedded image set's (a missing Fashion-MNIST stops
-    here, before any job runs, with the apt command)."""
-    model = MODELS[wildcards.model]["source"]
-    dataset = dataset_of(wildcards.model)["source"]
-    return source_inputs(model, "model") + source_inputs(dataset, "dataset")
+    """The dataset files, and an embedded image set's (a missing Fashion-MNIST stops here,
+    before any job runs, with the apt command); the model is model_inputs."""
+    return source_inputs(dataset_of(wildcards.model)["source"], "dataset")
 
 
 def tokenize_args(wildcards):
@@ -263,10 +269,14 @@ def generator_source(model):
 
 
 def resample_inputs_inputs(wildcards):
-    models = [model_source(wildcards.model)]
-    if wildcards.source == "generated":
-        models.append(generator_source(wildcards.model))
-    return local_inputs(*models)
+    """The generator of resample-generated, when it is not the model itself (model_inputs):
+    a configured model's digest, else its local files."""
+    generator = RESAMPLE["generator"]
+    if wildcards.source != "generated" or generator is None:
+        return []
+    if generator in MODELS:
+        return [paths.model_digest(generator)]
+    return model_file_inputs(model_path(generator))
 
 
 def resample_settings(wildcards):

@@ -5,7 +5,7 @@
 
 rule select_neurons:
     input:
-        model_inputs,
+        model=model_inputs,
     output:
         directory(paths.selection("{model}", "{seed}")),
     log:
@@ -19,7 +19,7 @@ rule select_neurons:
         task=lambda w: MODELS[w.model]["task"],
     shell:
         "neuron-ablation select --model-source={params.model:q} --task {params.task:q}"
-        " --seed {wildcards.seed:q} --out {output:q} > {log:q} 2>&1"
+        " --seed {wildcards.seed:q} --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule baseline:
@@ -46,7 +46,8 @@ rule baseline:
     shell:
         "neuron-ablation baseline --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
-        " --model-name={wildcards.model:q} --out {output:q} > {log:q} 2>&1"
+        " --model-name={wildcards.model:q} --model-digest {input.model:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -85,7 +86,7 @@ rule evaluate:
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
         " --model-name={wildcards.model:q} --method {wildcards.method:q} --seed {wildcards.seed:q}"
         " --fraction {params.fractions:q} --selection {input.selection:q} {params.optional:q}"
-        " {params.sweep:q}"
+        " {params.sweep:q} --model-digest {input.model:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -37,7 +37,8 @@ rule optimal:
         " --device {params.device:q} --dtype {params.dtype:q} --threads {threads:q}"
         " --seed {wildcards.seed:q} --fraction {params.fractions:q} --steps {params.steps:q}"
         " --batch-size {params.batch_size:q} --seq-len {params.seq_len:q} --lr {params.lr:q}"
-        " --model-name {wildcards.model:q} --out {output:q} > {log:q} 2>&1"
+        " --model-name {wildcards.model:q} --model-digest {input.model:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_optimal:
@@ -75,4 +76,5 @@ rule evaluate_optimal:
         " --model-name={wildcards.model:q} --method optimal --seed {wildcards.seed:q}"
         " --fraction {params.fractions:q}"
         " --selection {input.selection:q} {params.optional:q} {params.sweep:q}"
+        " --model-digest {input.model:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -7,7 +7,8 @@ report: "../report/workflow.rst"
 
 rule neurons:
     input:
-        paths.stats("{model}"),
+        stats=paths.stats("{model}"),
+        model=model_inputs,
     output:
         figure=report(
             paths.neurons_figure("{model}"),
@@ -33,7 +34,7 @@ rule neurons:
         top=20,
         panels=3,
     shell:
-        "neuron-ablation neurons {input:q} --figure {output.figure:q} --csv {output.csv:q}"
+        "neuron-ablation neurons {input.stats:q} --model-digest {input.model:q} --figure {output.figure:q} --csv {output.csv:q}"
         " --top {params.top:q} --panels {params.panels:q} > {log:q} 2>&1"
 
 

@@ -5,7 +5,8 @@
 
 rule resample_inputs:
     input:
-        resample_inputs_inputs,
+        model=model_inputs,
+        generator=resample_inputs_inputs,
     output:
         paths.resample_inputs("{model}", "{source}"),
     log:
@@ -32,7 +33,7 @@ rule resample_inputs:
         "neuron-ablation resample-inputs --model-source={params.model:q} --task {params.task:q}"
         " --source {wildcards.source:q} {params.settings:q}"
         " --batch-size {params.batch_size:q} --device {params.device:q} --dtype {params.dtype:q}"
-        " --threads {threads:q} --out {output:q} > {log:q} 2>&1"
+        " --threads {threads:q} --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule resample_bank:
@@ -61,4 +62,5 @@ rule resample_bank:
     shell:
         "neuron-ablation resample-bank --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.inputs:q} {params.runtime:q} --threads {threads:q}"
-        " --model-name={wildcards.model:q} --out {output:q} > {log:q} 2>&1"
+        " --model-name={wildcards.model:q} --model-digest {input.model:q}"
+        " --out {output:q} > {log:q} 2>&1"

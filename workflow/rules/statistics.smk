@@ -31,4 +31,4 @@ rule statistics:
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
         " --bin-width {params.bin_width:q} --range {params.low:q} {params.high:q}"
         " --model-name={wildcards.model:q} --dataset-name={params.dataset:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"

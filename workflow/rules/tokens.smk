@@ -3,7 +3,8 @@
 
 rule tokenize:
     input:
-        tokenize_inputs,
+        model=model_inputs,
+        data=tokenize_inputs,
     output:
         paths.tokens("{model}", "{part}"),
     log:
@@ -24,4 +25,30 @@ rule tokenize:
         "neuron-ablation tokenize --model-source={params.model:q} --task {params.task:q}"
         " --dataset-source={params.dataset:q} --part {wildcards.part:q} --n {params.n:q}"
         " --seq-len {params.seq_len:q} --mask-seed {params.mask_seed:q} {params.split:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
+
+
+# The model's identity in every provenance record: sha256 of its config, weight and tokenizer
+# files, hashed once per run (not in every job). Its inputs are those files one by one, so a
+# file overwritten in place reruns it and everything downstream (docs/provenance.md). A hub
+# model is downloaded here (where Snakemake runs, like fetch_wheel) and digested from its cache.
+localrules:
+    model_digest,
+
+
+rule model_digest:
+    input:
+        model_digest_inputs,
+    output:
+        paths.model_digest("{model}"),
+    log:
+        paths.log("model_digest", "{model}"),
+    benchmark:
+        paths.benchmark("model_digest", "{model}")
+    conda:
+        ENV
+    params:
+        model=lambda w: model_source(w.model),
+    shell:
+        "neuron-ablation model-digest --model-source={params.model:q} --out {output:q}"
+        " > {log:q} 2>&1"
