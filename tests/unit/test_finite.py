@@ -15,8 +15,9 @@ from neuron_ablation.bins import BinGrid
 from neuron_ablation.cli import main
 from neuron_ablation.evaluation import evaluate
 from neuron_ablation.finite import NonFiniteError, layer_of, require_finite
-from neuron_ablation.io import sequences_table, write_arrow
+from neuron_ablation.io import sequences_table
 from neuron_ablation.statistics import collect_statistics
+from tests.helpers.provenance import write_model_tokens
 from tests.helpers.tiny_models import load, poison_weight
 
 V_PROJ = "model.layers.0.self_attn.v_proj"
@@ -81,7 +82,7 @@ def test_the_first_module_lies_in_no_layer_when_the_embedding_is_damaged(tiny_ll
 def test_cli_names_the_model_and_writes_nothing(damaged, tmp_path, capsys, command):
     model_dir, module = damaged
     tokens = tmp_path / "tokens.arrow"
-    write_arrow(tokens, sequences_table(IDS))
+    write_model_tokens(tokens, sequences_table(IDS), model_dir)
     out = tmp_path / ("stats.zarr" if command == "statistics" else "baseline.json")
     args = [command, "--model-source", str(model_dir), "--task", "causal-lm", "--tokens"]
     args += [str(tokens), "--device", "cpu", "--out", str(out), "--model-name", "tiny"]

@@ -109,4 +109,5 @@ def test_slurm_profile_sets_resources_of_real_rules():
     for rule, resources in profile["set-resources"].items():
         assert rule in rules, rule
         assert {"gpu", "mem_mb", "runtime"} <= set(resources), rule
-    assert set(profile["set-threads"]) <= rules
+    # evaluate_focus is a `use rule evaluate as evaluate_focus`, with evaluate's threads
+    assert set(profile["set-threads"]) <= rules | {"evaluate_focus"}
