@@ -575,6 +575,17 @@ def _(ws: Workspace, workdir: Path) -> Outcome:
 # (docs/provenance.md)
 
 
+def run_verify(workdir: Path) -> subprocess.CompletedProcess:
+    """`neuron-ablation verify` in ``workdir`` (its results/)."""
+    return subprocess.run(
+        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=workdir,
+    )
+
+
 def provenance_run(ws: Workspace, workdir: Path, source: Path) -> Outcome:
     """The good config on ``source`` (a copy of a model) in ``workdir``, run to the end."""
     config = ws.config()
@@ -621,13 +632,7 @@ def stats_swap_case(ws: Workspace, workdir: Path, **model_options) -> Outcome:
     stats = workdir / "results/tiny/stats.zarr"
     shutil.rmtree(stats)
     shutil.copytree(other, stats, copy_function=shutil.copyfile)  # cp -r: new file times
-    verify = subprocess.run(
-        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
-        capture_output=True,
-        text=True,
-        env=environment(),
-        cwd=workdir,
-    )
+    verify = run_verify(workdir)
     stale = [line.split()[1].rstrip(":") for line in verify.stdout.splitlines()
              if line.startswith("STALE")]  # fmt: skip
     config = ws.config()
@@ -658,13 +663,7 @@ def _(ws: Workspace, workdir: Path) -> Outcome:
     ws.reference()
     shutil.copytree(ws.reference_dir, workdir / "results", symlinks=True)
     (workdir / "results/tiny/eval/mean/seed0/frac0.50.json").unlink()
-    result = subprocess.run(
-        [sys.executable, "-m", "neuron_ablation.cli", "verify"],
-        capture_output=True,
-        text=True,
-        env=environment(),
-        cwd=workdir,
-    )
+    result = run_verify(workdir)
     lines = result.stdout.splitlines()
     outcome = Outcome(result.returncode, result.stdout + result.stderr, workdir)
     outcome.stage = "command `neuron-ablation verify`"

@@ -44,12 +44,17 @@ BEST_SCHEMA = {"model": pl.String, "metric": pl.String, "fraction": pl.Float64,
                "best_method": pl.String}  # fmt: skip
 """Columns of :func:`best_methods`."""
 
-COMPARISON_SCHEMA = {
+PAIR_SCHEMA = {
     "model": pl.String,
     "metric": pl.String,
     "fraction": pl.Float64,
     "method_a": pl.String,
     "method_b": pl.String,
+}
+"""The key columns of a pair's row (comparison.csv, plan.csv)."""
+
+COMPARISON_SCHEMA = {
+    **PAIR_SCHEMA,
     "n_seeds": pl.Int64,
     "seeds": pl.String,
     "n_sequences": pl.Int64,

@@ -35,6 +35,7 @@ from scipy import stats
 
 from neuron_ablation import metrics
 from neuron_ablation.comparison import (
+    PAIR_SCHEMA,
     contributions,
     crossed_interval,
     decided,
@@ -275,11 +276,7 @@ def plan_table(
 
 
 PLAN_SCHEMA = {
-    "model": pl.String,
-    "metric": pl.String,
-    "fraction": pl.Float64,
-    "method_a": pl.String,
-    "method_b": pl.String,
+    **PAIR_SCHEMA,
     "n_seeds": pl.Int64,
     "n_sequences": pl.Int64,
     "mean_diff": pl.Float64,
