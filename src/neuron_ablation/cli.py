@@ -122,7 +122,7 @@ def _check_config(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from neuron_ablation.integrity import verify_results
+    from neuron_ablation.verify import verify_results
 
     report = verify_results(args.results)
     print(report.format(args.results))

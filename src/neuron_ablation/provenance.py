@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from neuron_ablation.integrity import DamagedArtifact, read_json_artifact, snakemake_path
+from neuron_ablation.sources import MODEL_FILE_SUFFIXES, model_files
 
 PROVENANCE_KEY = "provenance"
-MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken")
-"""Files of a model directory that ``from_pretrained`` reads (config, weights, tokenizer, image
-processor). Others (a README, hidden files) do not change any result, so they are not digested."""
 HUB_PATTERNS = [f"*{suffix}" for suffix in MODEL_FILE_SUFFIXES]
 HASH_BLOCK = 1 << 20
 NO_RECORD = "it records no provenance (written before provenance existed)"
@@ -56,18 +54,6 @@ class ProvenanceMismatch(DamagedArtifact):
 
 
 # --- model identity ---------------------------------------------------------------------------
-
-
-def model_files(directory: str | os.PathLike) -> list[Path]:
-    """The files of a model directory that :func:`compute_model_digest` hashes, sorted by name
-    (also the file-level inputs of the Snakemake rule ``model_digest``)."""
-    directory = Path(directory)
-    return sorted(
-        entry
-        for entry in directory.iterdir()
-        if entry.is_file() and not entry.name.startswith(".")
-        and entry.suffix in MODEL_FILE_SUFFIXES
-    )  # fmt: skip
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -15,6 +15,7 @@ enforces it. The demo's names and locations are :mod:`neuron_ablation.demo.catal
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,14 +82,29 @@ def local_inputs(*paths: str) -> list[str]:
     return [p for p in paths if p.startswith(f"{catalog.RESOURCES}/") or Path(p).exists()]
 
 
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken")
+"""Files of a model directory that ``from_pretrained`` reads (config, weights, tokenizer, image
+processor). Others (a README, hidden files) do not change any result, so they are not digested."""
+
+
+def model_files(directory: str | os.PathLike) -> list[Path]:
+    """The files of a model directory that ``provenance.compute_model_digest`` hashes, sorted by
+    name (also the file-level inputs of the Snakemake rule ``model_digest``)."""
+    directory = Path(directory)
+    return sorted(
+        entry
+        for entry in directory.iterdir()
+        if entry.is_file() and not entry.name.startswith(".")
+        and entry.suffix in MODEL_FILE_SUFFIXES
+    )  # fmt: skip
+
+
 def model_file_inputs(path: str) -> list[str]:
     """What the Snakemake rule ``model_digest`` tracks of a resolved model path (``model_path``):
-    each file it digests (``provenance.model_files``) as one input, so a file overwritten in place
+    each file it digests (:func:`model_files`) as one input, so a file overwritten in place
     reruns it (a directory's time changes only when entries are added or removed); an embedded
     model's directory (a rule builds it); nothing for a hub id."""
     if not path.startswith(f"{catalog.RESOURCES}/") and Path(path).is_dir():
-        from neuron_ablation.provenance import model_files
-
         return [str(p) for p in model_files(path)]
     return local_inputs(path)
 

@@ -57,7 +57,7 @@ def test_comparison_with_one_seed_shows_no_interval(tmp_path):
 def test_no_table2_fraction_writes_an_empty_table_with_a_note(tmp_path):
     """Only fraction 1.0 (no baseline, neither 50 % nor 90 %): Table 2 has no row, says why,
     and ``verify`` accepts it."""
-    from neuron_ablation.integrity import artifact_kind
+    from neuron_ablation.verify import artifact_kind
 
     path = tmp_path / "results/m/eval/zero/seed0/frac1.00.json"
     keys = {"model": "m", "method": "zero", "seed": 0, "fraction": 1.0}

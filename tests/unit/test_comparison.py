@@ -317,7 +317,7 @@ def test_compare_cli_reads_sequences(tmp_path):
 def test_one_method_writes_an_empty_table_with_every_column_and_a_note(tmp_path, seeds, fractions):
     """A run of a single method (here a resampling one) has no pairs: comparison.csv is its
     header, comparison.md says why, and ``verify`` accepts both."""
-    from neuron_ablation.integrity import artifact_kind
+    from neuron_ablation.verify import artifact_kind
 
     tables = tmp_path / "results/tables"
     tables.mkdir(parents=True)

@@ -8,8 +8,8 @@ import pytest
 
 from neuron_ablation import paths
 from neuron_ablation.aggregation import read_results
-from neuron_ablation.integrity import ARTIFACT_CHECKS
 from neuron_ablation.io import write_json
+from neuron_ablation.verify import ARTIFACT_CHECKS
 from tests.helpers.workflow import REPO
 
 BUILT = {

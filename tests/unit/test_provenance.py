@@ -15,7 +15,6 @@ from neuron_ablation.aggregation import check_one_model_identity
 from neuron_ablation.evaluation import EvaluationJob, checked_job_inputs
 from neuron_ablation.histogram import BinGrid, layer_histograms
 from neuron_ablation.inspection import write_neuron_report
-from neuron_ablation.integrity import verify_results
 from neuron_ablation.io import sequences_table, write_arrow, write_json
 from neuron_ablation.provenance import (
     PROVENANCE_KEY,
@@ -25,13 +24,13 @@ from neuron_ablation.provenance import (
     check_provenance,
     compute_model_digest,
     make_record,
-    model_files,
     read_provenance,
     write_model_digest,
 )
 from neuron_ablation.selection import neuron_ranks, write_selection
-from neuron_ablation.sources import model_file_inputs, model_path
+from neuron_ablation.sources import model_file_inputs, model_files, model_path
 from neuron_ablation.statistics import write_statistics
+from neuron_ablation.verify import verify_results
 
 
 def fake_model(directory: Path, weights: bytes = b"weights") -> Path:

@@ -24,12 +24,7 @@ import zarr
 from neuron_ablation.aggregation import read_results
 from neuron_ablation.cli import main
 from neuron_ablation.comparison import write_comparison
-from neuron_ablation.integrity import (
-    DamagedArtifact,
-    read_result,
-    read_sequence_table,
-    verify_results,
-)
+from neuron_ablation.integrity import DamagedArtifact, read_result, read_sequence_table
 from neuron_ablation.io import read_arrow, read_model_inputs, write_arrow
 from neuron_ablation.optimal import read_constants, write_optimal
 from neuron_ablation.provenance import artifact_id, canonical_json, make_record
@@ -43,6 +38,7 @@ from neuron_ablation.resampling import (
 )
 from neuron_ablation.selection import read_ranks
 from neuron_ablation.statistics import ablation_constants
+from neuron_ablation.verify import verify_results
 from tests.helpers.tiny_models import load
 
 STATS = "results/tiny/stats.zarr"

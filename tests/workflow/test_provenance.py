@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from neuron_ablation.integrity import verify_results
 from neuron_ablation.provenance import read_model_digest, read_provenance
+from neuron_ablation.verify import verify_results
 from tests.helpers.faults import artifact_digests
 from tests.helpers.tiny_models import save_causal_lm
 from tests.helpers.workflow import run_snakemake, tiny_config
