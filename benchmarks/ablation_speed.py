@@ -298,7 +298,7 @@ def use_allocator_setting(args) -> None:
 
 def evaluation_step(model, batch: torch.Tensor) -> None:
     """What ``evaluate`` pays per batch of int64 [sequence, position] ids: forward and scoring."""
-    from neuron_ablation.evaluation import Score, score_batch
+    from neuron_ablation.scoring import Score, score_batch
 
     score_batch(model, "causal-lm", {"input_ids": batch.numpy()}, Score())
 

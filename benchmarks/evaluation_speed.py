@@ -6,7 +6,7 @@
 On the same random token ids, batch by batch (the order alternating), three steps run back to
 back: ``full logits`` (the model's [prediction, vocab] logits, then cross-entropy and top-1: what
 ``evaluate`` does for Gemma 2 and 3 and what the optimal-ablation training does), ``chunked``
-(``neuron_ablation.evaluation.score_batch``: the head on 24 MiB chunks, what ``evaluate`` does
+(``neuron_ablation.scoring.score_batch``: the head on 24 MiB chunks, what ``evaluate`` does
 for every other language model) and a body-only forward for reference. Prints tokens/s of each,
 the chunked / full-logits time ratio with a 95 % bootstrap interval over the batches, the page
 faults per batch and the peak RSS; every batch's scores are checked equal on the way.
@@ -36,8 +36,8 @@ def main() -> None:
     parser = model_and_batch_arguments(__doc__.splitlines()[0], tokens=24576)
     args = parser.parse_args()
 
-    from neuron_ablation.evaluation import Score, batch_predictions, score_batch
     from neuron_ablation.memory import keep_freed_memory
+    from neuron_ablation.scoring import Score, batch_predictions, score_batch
 
     kept = False if args.system_allocator else keep_freed_memory()
     torch.set_num_threads(args.threads)

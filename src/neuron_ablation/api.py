@@ -484,14 +484,14 @@ def evaluate(
     model: nn.Module, run: Run, name: str, batch_size: int | None = None
 ) -> dict[str, Any]:
     """Score ``model`` on the run's evaluation split of ``name``, as the ``evaluate`` stage does
-    (:func:`neuron_ablation.evaluation.evaluate`): ``top1``, ``loss``, ``n_tokens`` and the
+    (:func:`neuron_ablation.scoring.evaluate`): ``top1``, ``loss``, ``n_tokens`` and the
     per-sequence lists. Inside :func:`ablated`, the scores of the ablated model.
 
     Args:
         batch_size: default the model's ``batch_size`` in the config (the same batches, so the
             same bits as the pipeline's JSON).
     """
-    from neuron_ablation.evaluation import evaluate as score
+    from neuron_ablation.scoring import evaluate as score
 
     settings = run.model_config(name)
     with _eval_mode(model):

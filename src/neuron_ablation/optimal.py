@@ -195,8 +195,8 @@ def training_batch(
 
 def batch_loss(model: nn.Module, task: str, batch: dict[str, np.ndarray]) -> torch.Tensor:
     """Mean cross-entropy of one batch (differentiable), scored as the evaluation scores it."""
-    from neuron_ablation.evaluation import batch_predictions
     from neuron_ablation.masking import IGNORE
+    from neuron_ablation.scoring import batch_predictions
 
     (logits, targets, _rows), _ = batch_predictions(model, task, batch)
     keep = targets != IGNORE

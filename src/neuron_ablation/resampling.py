@@ -682,7 +682,7 @@ def evaluate_resample_ablation(
     desc: str = "evaluating",
 ) -> dict[str, float | int]:
     """Score ``model`` with the ablated neurons resampled from ``bank``; adds ``n_ablated``."""
-    from neuron_ablation.evaluation import evaluate
+    from neuron_ablation.scoring import evaluate
 
     with resample_ablation(model, ablate, bank.layers):
         result = evaluate(model, columns, task, batch_size, desc=desc)

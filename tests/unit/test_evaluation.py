@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from neuron_ablation.cli import main
-from neuron_ablation.evaluation import evaluate
 from neuron_ablation.io import read_json, sequences_table
+from neuron_ablation.scoring import evaluate
 from tests.helpers.provenance import write_model_tokens
 from tests.helpers.tiny_models import load
 
@@ -71,7 +71,7 @@ def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys):
 
 @pytest.mark.parametrize("architecture", ["roberta", "bert"])
 def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, monkeypatch):
-    from neuron_ablation import evaluation
+    from neuron_ablation import scoring
     from neuron_ablation.architectures import vocabulary_head
     from neuron_ablation.masking import IGNORE
     from tests.helpers.tiny_models import save_masked_lm
@@ -90,7 +90,7 @@ def test_masked_lm_head_runs_on_scored_positions_only(tmp_path, architecture, mo
     handle.remove()
     positions = sum(math.prod(shape[:-1]) for shape in seen)  # the hidden size is last
     assert positions == int((labels != IGNORE).sum()) == fast["n_tokens"]
-    monkeypatch.setattr(evaluation, "vocabulary_head", lambda _model: None)  # full logits
+    monkeypatch.setattr(scoring, "vocabulary_head", lambda _model: None)  # full logits
     full = evaluate(model, columns, "masked-lm", batch_size=2)
     assert fast["top1"] == full["top1"] and fast["n_tokens"] == full["n_tokens"]
     assert math.isclose(fast["loss"], full["loss"], rel_tol=1e-6)
@@ -124,14 +124,14 @@ def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llam
 def test_causal_head_runs_in_chunks_and_scores_as_the_full_logits(
     tmp_path, architecture, monkeypatch
 ):
-    from neuron_ablation import evaluation
+    from neuron_ablation import scoring
     from neuron_ablation.architectures import vocabulary_head
     from tests.helpers.tiny_models import save_causal_lm
 
     model = load(save_causal_lm(tmp_path / architecture, architecture), architecture)
     ids = np.random.default_rng(5).integers(4, 60, size=(5, 12))
     vocab, _ = model.get_output_embeddings().weight.shape
-    monkeypatch.setattr(evaluation, "LOGITS_BYTES_PER_CHUNK", 7 * vocab * 4)  # 7 rows
+    monkeypatch.setattr(scoring, "LOGITS_BYTES_PER_CHUNK", 7 * vocab * 4)  # 7 rows
     seen = []
     handle = vocabulary_head(model).register_forward_hook(
         lambda _m, args, _out: seen.append(math.prod(args[0].shape[:-1]))
@@ -140,7 +140,7 @@ def test_causal_head_runs_in_chunks_and_scores_as_the_full_logits(
     handle.remove()
     # Per batch, the model hands its head no positions, then 7 at most per chunk.
     assert seen == [0, 7, 7, 7, 1] * 2 + [0, 7, 4]
-    monkeypatch.setattr(evaluation, "vocabulary_head", lambda _model: None)  # the model's logits
+    monkeypatch.setattr(scoring, "vocabulary_head", lambda _model: None)  # the model's logits
     full = evaluate(model, {"input_ids": ids}, "causal-lm", batch_size=2)
     assert chunked["seq_correct"] == full["seq_correct"] and chunked["seq_n"] == full["seq_n"]
     np.testing.assert_allclose(chunked["seq_loss_sum"], full["seq_loss_sum"], rtol=1e-6)

@@ -13,9 +13,9 @@ import torch
 
 from neuron_ablation.bins import BinGrid
 from neuron_ablation.cli import main
-from neuron_ablation.evaluation import evaluate
 from neuron_ablation.finite import NonFiniteError, layer_of, require_finite
 from neuron_ablation.io import sequences_table
+from neuron_ablation.scoring import evaluate
 from neuron_ablation.statistics import collect_statistics
 from tests.helpers.provenance import write_model_tokens
 from tests.helpers.tiny_models import load, poison_weight

@@ -62,7 +62,7 @@ def test_every_artifact_schema_carries_exactly_the_registered_metrics():
 
 def test_accumulation_matches_score_on_a_hand_made_example():
     torch = pytest.importorskip("torch")
-    from neuron_ablation.evaluation import Score
+    from neuron_ablation.scoring import Score
 
     # Two sequences: sequence 0 has predictions 0 and 1, sequence 1 prediction 2 (and 3, which
     # is ignored). Class 0 is the argmax everywhere.

@@ -8,7 +8,6 @@ import torch
 from neuron_ablation.ablation import folded_constant_ablation, overwrite_z_hooks
 from neuron_ablation.architectures import neuron_widths
 from neuron_ablation.cli import main
-from neuron_ablation.evaluation import evaluate
 from neuron_ablation.io import (
     read_json,
     read_model_inputs,
@@ -26,6 +25,7 @@ from neuron_ablation.optimal import (
     require_statistics_split,
     train_constants,
 )
+from neuron_ablation.scoring import evaluate
 from neuron_ablation.selection import ablation_masks, read_ranks
 from neuron_ablation.statistics import open_statistics
 from neuron_ablation.tokenization import masked_sequences_table

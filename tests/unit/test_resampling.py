@@ -10,7 +10,6 @@ import torch
 from neuron_ablation.ablation import overwrite_z_hooks
 from neuron_ablation.architectures import attention_output_projections, neuron_widths
 from neuron_ablation.config import ConfigError, model_methods, validate_config
-from neuron_ablation.evaluation import evaluate
 from neuron_ablation.io import read_model_inputs, write_arrow
 from neuron_ablation.resampling import (
     ResampleSettings,
@@ -25,6 +24,7 @@ from neuron_ablation.resampling import (
     special_token_ids,
     write_bank,
 )
+from neuron_ablation.scoring import evaluate
 from neuron_ablation.selection import ablation_masks, neuron_ranks
 from tests.helpers.tiny_models import load, save_causal_lm, save_masked_lm, save_vit, task_of
 from tests.helpers.workflow import tiny_config
