@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from neuron_ablation.io import write_arrow
 from neuron_ablation.sources import load_image_set, parse_source
-from neuron_ablation.tokenization import NotEnoughDataError, collection_split
+from neuron_ablation.splits import NotEnoughDataError, collection_split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

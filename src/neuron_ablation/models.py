@@ -66,7 +66,7 @@ def check_seq_len(source: str, seq_len: int, field: str) -> None:
     config is read); ``field`` names the config value in the error."""
     from transformers import AutoConfig
 
-    from neuron_ablation.preflight import seq_len_problem
+    from neuron_ablation.model_shapes import seq_len_problem
 
     problem = seq_len_problem(AutoConfig.from_pretrained(source).to_dict(), seq_len)
     if problem:

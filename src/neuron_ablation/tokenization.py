@@ -30,15 +30,12 @@ from tqdm import tqdm
 from neuron_ablation.io import sequences_table, write_arrow
 from neuron_ablation.provenance import PROVENANCE_KEY
 from neuron_ablation.sources import LOCAL_SUFFIXES
+from neuron_ablation.splits import NotEnoughDataError, collection_split
 
 log = logging.getLogger("neuron_ablation")
 
 PARTS = ("stats", "eval")
 ROWS_BEFORE_MISSING_FIELD = 1000
-
-
-class NotEnoughDataError(ValueError):
-    """A split has fewer tokens (images) than the config asks for."""
 
 
 def is_local_collection(source: str) -> bool:
@@ -166,12 +163,6 @@ DOCUMENT_READERS: dict[str, Callable[[Path, str], Iterator[str]]] = {
     ".parquet": _parquet_documents,
 }
 """The local text formats, by suffix: exactly :data:`neuron_ablation.sources.LOCAL_SUFFIXES`."""
-
-
-def collection_split(n_documents: int, part: str, eval_share: float, split_seed: int) -> np.ndarray:
-    """Indices (in file order) of the documents of ``part`` in a single collection."""
-    is_eval = np.random.default_rng(split_seed).random(n_documents) < eval_share
-    return np.flatnonzero(is_eval if part == "eval" else ~is_eval)
 
 
 def iter_documents(

@@ -1,8 +1,7 @@
 """The package's import graph (module level and inside functions): no new import cycle.
 
-A cycle means one module holds two layers. One remains from before this test (issue 26:
-model-shape checks and the statistics/evaluation split rule sit in preflight and tokenization);
-it is listed here so that it can only shrink.
+A cycle means one module holds two layers: split it (scoring/evaluation, integrity/verify,
+model_shapes out of preflight, splits out of tokenization were such splits).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from pathlib import Path
 from tests.helpers.workflow import REPO
 
 PACKAGE = REPO / "src" / "neuron_ablation"
-KNOWN_CYCLES = {frozenset({"images", "models", "preflight", "tokenization"})}
 
 
 def module_name(path: Path) -> str:
@@ -21,12 +19,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the package modules it imports (``neuron_ablation.`` dropped)."""
+def import_graph(top_level_only: bool = False) -> dict[str, set[str]]:
+    """module -> the package modules it imports (``neuron_ablation.`` dropped): anywhere in it,
+    or at import time only (statements at module level)."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in tree.body if top_level_only else ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
@@ -77,6 +77,34 @@ def test_the_cycle_finder_finds_a_planted_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_no_new_import_cycle():
-    new = [sorted(c) for c in cycles(import_graph()) if c not in KNOWN_CYCLES]
-    assert not new, f"import cycles: {new} (split the module that holds two layers)"
+def test_no_import_cycle():
+    found = [sorted(c) for c in cycles(import_graph())]
+    assert not found, f"import cycles: {found} (split the module that holds two layers)"
+
+
+def test_preflight_stays_torch_free():
+    """Pre-flight runs in Snakemake's process before any job: it must not import torch."""
+    graph = import_graph(top_level_only=True)
+    reached, todo = set(), ["preflight"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += graph[module]
+    heavy = {m for m in reached if imports_torch_at_top(PACKAGE / f"{m.replace('.', '/')}.py")}
+    assert not heavy, f"pre-flight reaches modules that import torch at import time: {heavy}"
+
+
+def imports_torch_at_top(path: Path) -> bool:
+    if not path.exists():  # a package: its __init__
+        path = path.with_suffix("") / "__init__.py"
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        if any(n == "torch" or n.startswith("torch.") for n in names):
+            return True
+    return False

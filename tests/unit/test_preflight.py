@@ -15,18 +15,17 @@ import yaml
 from neuron_ablation import cli
 from neuron_ablation.architectures import ARCHITECTURES
 from neuron_ablation.config import ConfigError, validate_config
+from neuron_ablation.model_shapes import attention_problems, model_shape
 from neuron_ablation.preflight import (
     CHARS_PER_TOKEN,
     Hub,
     PreflightError,
     _part_of_each_document,
-    attention_problems,
-    model_shape,
     preflight,
 )
+from neuron_ablation.splits import collection_split
 from neuron_ablation.tokenization import (
     DatasetFormatError,
-    collection_split,
     iter_documents,
     read_local_documents,
 )

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from neuron_ablation.io import read_arrow, read_model_inputs
+from neuron_ablation.splits import NotEnoughDataError
 from neuron_ablation.tokenization import (
     DatasetFormatError,
     NoDocumentSeparatorError,
-    NotEnoughDataError,
     describe_document_end,
     first_invalid_utf8,
     iter_documents,

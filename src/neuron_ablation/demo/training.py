@@ -32,7 +32,8 @@ from neuron_ablation.demo import assets
 from neuron_ablation.demo.image_sets import image_dataset_source, load_image_dataset
 from neuron_ablation.io import atomic_output, write_json
 from neuron_ablation.masking import IGNORE, mask_tokens
-from neuron_ablation.tokenization import collection_split, read_local_documents
+from neuron_ablation.splits import collection_split
+from neuron_ablation.tokenization import read_local_documents
 
 # ----------------------------------------------------------------------------- shared training
 
@@ -308,7 +309,7 @@ def train_masked_lm(
     """Train a masked LM on a jsonl corpus and save it with its tokenizer.
 
     Documents are split like the pipeline splits a local collection
-    (``tokenization.collection_split``, ``eval_share``/``split_seed``), so passing the
+    (``splits.collection_split``, ``eval_share``/``split_seed``), so passing the
     pipeline's values keeps its evaluation documents out of training. Each part is tokenised,
     joined with separator tokens and cut into blocks of ``max_length`` (``[CLS] ... [SEP]``).
     Training masks 15 % of the non-special tokens (80 % mask token, 10 % random, 10 % kept) and
@@ -335,7 +336,7 @@ def train_masked_lm(
     batch_size, max_length, weight_decay, mask_prob
         Blocks per step, tokens per block, AdamW decay, masking rate.
     eval_share, split_seed
-        Held-out documents, as in ``tokenization.collection_split``.
+        Held-out documents, as in ``splits.collection_split``.
     max_eval_blocks
         Evaluate on the first this many held-out blocks only (tests).
     vocab_size, hidden_size, num_layers, num_heads

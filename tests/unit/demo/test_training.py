@@ -144,7 +144,7 @@ def test_train_vit_cli_passes_hyperparameters(tmp_path):
 
 def test_train_mlm_cli_holds_out_the_pipelines_evaluation_documents(tmp_path, corpus):
     from neuron_ablation.cli import main
-    from neuron_ablation.tokenization import collection_split
+    from neuron_ablation.splits import collection_split
 
     out = tmp_path / "mlm"
     main(["train-mlm", "--text", str(corpus), "--method", "scratch", "--steps", "1",
