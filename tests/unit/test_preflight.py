@@ -16,13 +16,9 @@ from neuron_ablation import cli
 from neuron_ablation.architectures import ARCHITECTURES
 from neuron_ablation.config import ConfigError, validate_config
 from neuron_ablation.model_shapes import attention_problems, model_shape
-from neuron_ablation.preflight import (
-    CHARS_PER_TOKEN,
-    Hub,
-    PreflightError,
-    _part_of_each_document,
-    preflight,
-)
+from neuron_ablation.preflight import PreflightError, preflight
+from neuron_ablation.preflight_data import CHARS_PER_TOKEN, _part_of_each_document
+from neuron_ablation.preflight_hub import Hub
 from neuron_ablation.splits import collection_split
 from neuron_ablation.tokenization import (
     DatasetFormatError,
