@@ -37,7 +37,7 @@ import polars as pl
 import xarray as xr
 from tqdm import tqdm
 
-from neuron_ablation.integrity import open_statistics_store
+from neuron_ablation.integrity_zarr import open_statistics_store
 from neuron_ablation.io import atomic_output
 
 BIMODAL_THRESHOLD = 5 / 9

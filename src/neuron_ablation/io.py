@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from neuron_ablation.integrity import (
+from neuron_ablation.integrity import read_json_artifact
+from neuron_ablation.integrity_arrow import (
     DIGEST_KEY,
     check_model_inputs_table,
     read_arrow_table,
-    read_json_artifact,
     table_digest,
 )
 
@@ -86,7 +86,7 @@ def write_arrow(path: str | os.PathLike, table: pa.Table) -> None:
 
 
 def read_arrow(path: str | os.PathLike) -> pa.Table:
-    """An Arrow IPC file, checked (:func:`neuron_ablation.integrity.read_arrow_table`)."""
+    """An Arrow IPC file, checked (:func:`neuron_ablation.integrity_arrow.read_arrow_table`)."""
     return read_arrow_table(path)
 
 

@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from neuron_ablation.architectures import attention_output_projections
 from neuron_ablation.hooks import hooks_installed
-from neuron_ablation.integrity import (
+from neuron_ablation.integrity_zarr import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
     create_checkable_array,

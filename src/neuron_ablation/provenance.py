@@ -200,7 +200,7 @@ def _schema_metadata(path: Path, kind: str) -> dict[bytes, bytes]:
 def artifact_id(path: str | os.PathLike) -> str:
     """The identity of an artifact: a model digest file's digest, an Arrow file's content digest,
     else the digest of its provenance record."""
-    from neuron_ablation.integrity import DIGEST_KEY
+    from neuron_ablation.integrity_arrow import DIGEST_KEY
 
     path = Path(path)
     kind = _artifact_type(path)

@@ -75,7 +75,8 @@ from tqdm import tqdm
 from neuron_ablation.architectures import attention_output_projections
 from neuron_ablation.config import methods_for_task
 from neuron_ablation.hooks import ModuleHook, hooks_installed
-from neuron_ablation.integrity import bank_read, check_bank, check_resample_inputs_table
+from neuron_ablation.integrity_arrow import check_resample_inputs_table
+from neuron_ablation.integrity_hdf5 import bank_read, check_bank
 from neuron_ablation.io import atomic_output, sequences_table, write_arrow
 from neuron_ablation.methods import RESAMPLE_METHODS, TEXT_SOURCES
 from neuron_ablation.methods import RESAMPLE_SOURCES as SOURCES
@@ -478,7 +479,7 @@ def _create_layer(bank: h5py.File, layer: int, z: torch.Tensor, n_items: int) ->
         shape=(n_items, n_positions, width),
         dtype="float32",
         chunks=(1, n_positions, width),
-        fletcher32=True,  # a checksum per chunk: a damaged bank fails to read, see integrity.py
+        fletcher32=True,  # a checksum per chunk: a damaged bank fails to read (integrity_hdf5)
     )
     dataset.attrs["dims"] = ["sequence", "position", "neuron"]
     return dataset

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import zarr
 
-from neuron_ablation.integrity import (
+from neuron_ablation.integrity_zarr import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
     create_checkable_array,

@@ -44,7 +44,7 @@ from neuron_ablation.histogram import (
     peak_values,
 )
 from neuron_ablation.hooks import hooks_installed
-from neuron_ablation.integrity import (
+from neuron_ablation.integrity_zarr import (
     CHECKABLE_CHUNKS,
     INTEGRITY_ATTR,
     create_checkable_array,
@@ -192,8 +192,9 @@ def write_statistics(
 
 
 def open_statistics(path: str | Path, counts: bool = False) -> zarr.Group:
-    """The store after its integrity check (:func:`neuron_ablation.integrity.open_statistics_store`:
-    every chunk present; with ``counts``, histogram counts and peaks consistent)."""
+    """The store after its integrity check
+    (:func:`neuron_ablation.integrity_zarr.open_statistics_store`: every chunk present; with
+    ``counts``, histogram counts and peaks consistent)."""
     return open_statistics_store(path, counts)
 
 

@@ -16,20 +16,24 @@ from neuron_ablation.integrity import (
     TABLE_COLUMNS,
     TABLES_THAT_MAY_BE_EMPTY,
     DamagedArtifact,
-    check_bank,
-    check_model_inputs_table,
     check_png,
-    check_resample_inputs_table,
     check_text,
-    open_optimal_store,
-    open_statistics_store,
-    read_arrow_table,
     read_csv_table,
     read_result,
-    read_selection_ranks,
     read_sequence_table,
     rebuild_command,
     snakemake_path,
+)
+from neuron_ablation.integrity_arrow import (
+    check_model_inputs_table,
+    check_resample_inputs_table,
+    read_arrow_table,
+)
+from neuron_ablation.integrity_hdf5 import check_bank
+from neuron_ablation.integrity_zarr import (
+    open_optimal_store,
+    open_statistics_store,
+    read_selection_ranks,
 )
 from neuron_ablation.provenance import (
     ProvenanceMismatch,

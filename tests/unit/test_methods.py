@@ -104,7 +104,7 @@ def test_statistics_store_holds_an_array_per_statistics_method(tmp_path):
     an array named after each method with ``needs_statistics``."""
     torch = pytest.importorskip("torch")
     from neuron_ablation.histogram import BinGrid, NeuronHistogram
-    from neuron_ablation.integrity import STATISTICS_ARRAYS
+    from neuron_ablation.integrity_zarr import STATISTICS_ARRAYS
     from neuron_ablation.statistics import ablation_constants, write_statistics
 
     grid = BinGrid.covering(0.1, -1.0, 1.0)
