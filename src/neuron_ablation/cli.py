@@ -290,14 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="Arrow IPC file")
-    p.set_defaults(func=_stage("resampling:write_resample_inputs"))
+    p.set_defaults(func=_stage("resampling_inputs:write_resample_inputs"))
 
     p = sub.add_parser("resample-bank", help="z of every layer on resampling inputs -> HDF5")
     _add_model_args(p)
     _add_runtime_args(p)
     p.add_argument("--model-name", default="")
     p.add_argument("--out", required=True, help="HDF5 file")
-    p.set_defaults(func=_stage("resampling:write_model_bank"))
+    p.set_defaults(func=_stage("resampling_bank:write_model_bank"))
 
     p = sub.add_parser("aggregate", help="stage 5: CSV and markdown tables of all results")
     p.add_argument("--tables", required=True, help="output directory")

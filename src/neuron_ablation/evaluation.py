@@ -215,15 +215,18 @@ def _folded_scorer(
 
 
 def _resample_scorer(job: EvaluationJob) -> Scorer:
-    from neuron_ablation.resampling import evaluate_resample_ablation, read_bank, source_of
+    from neuron_ablation.methods import method
+    from neuron_ablation.resampling import evaluate_resample_ablation
+    from neuron_ablation.resampling_bank import read_bank
 
     if not job.bank:
         raise ValueError(f"--method {job.method} needs --bank (results/<model>/resample/*.h5)")
     bank = read_bank(job.bank)
-    if bank.attrs.get("source") != source_of(job.method):
+    source = method(job.method).source
+    if bank.attrs.get("source") != source:
         raise ValueError(
             f"{job.bank} is a bank of source {bank.attrs.get('source')!r}, but --method "
-            f"{job.method} needs source {source_of(job.method)!r}"
+            f"{job.method} needs source {source!r}"
         )
     model, columns = _load(job)
 

@@ -107,13 +107,15 @@ def preprocess_images(
     return np.concatenate(pixels).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
-def images_table(pixel_values: np.ndarray, labels: np.ndarray) -> pa.Table:
-    """Arrow table described in the module docstring."""
+def pixel_table(pixel_values: np.ndarray, columns: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """float32 [image, C, H, W] -> one large_list<float32> row per image (the layout of the
+    module docstring), the shape in the schema metadata; ``columns`` follow (e.g. ``label``).
+    The resampling inputs of source ``pixels`` use it too."""
     n, *shape = pixel_values.shape
     size = int(np.prod(shape))
     offsets = pa.array(np.arange(0, (n + 1) * size, size, dtype=np.int64))
     pixels = pa.LargeListArray.from_arrays(offsets, pa.array(pixel_values.reshape(-1)))
-    table = pa.table({"pixel_values": pixels, "label": labels})
+    table = pa.table({"pixel_values": pixels, **(columns or {})})
     return table.replace_schema_metadata({"shape:pixel_values": ",".join(map(str, shape))})
 
 
@@ -132,7 +134,8 @@ def write_image_inputs(
     processor = AutoImageProcessor.from_pretrained(model_source)
     label2id = dict(AutoConfig.from_pretrained(model_source).label2id or {})
     pairs = iter_labelled_images(source, part, label2id, **split_options)
-    table = images_table(*preprocess_images(processor, pairs, n_images))
+    pixels, labels = preprocess_images(processor, pairs, n_images)
+    table = pixel_table(pixels, {"label": labels})
     metadata = table.schema.metadata or {}
     metadata = {**metadata, b"part": part, b"dataset": source}
     if provenance is not None:  # the record of neuron_ablation.provenance, JSON

@@ -92,11 +92,10 @@ def test_kinds_and_needs():
 
 def test_resampling_derives_from_the_registry():
     pytest.importorskip("torch")
-    from neuron_ablation import resampling
+    from neuron_ablation import resampling_inputs
 
-    assert resampling.SOURCES == methods.RESAMPLE_SOURCES
-    assert resampling.RESAMPLE_METHODS == methods.RESAMPLE_METHODS
-    assert resampling.TEXT_SOURCES == methods.TEXT_SOURCES
+    assert resampling_inputs.SOURCES == methods.RESAMPLE_SOURCES
+    assert resampling_inputs.TEXT_SOURCES == methods.TEXT_SOURCES
 
 
 def test_statistics_store_holds_an_array_per_statistics_method(tmp_path):

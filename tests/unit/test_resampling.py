@@ -12,17 +12,17 @@ from neuron_ablation.architectures import attention_output_projections, neuron_w
 from neuron_ablation.config import ConfigError, model_methods, validate_config
 from neuron_ablation.io import read_model_inputs, write_arrow
 from neuron_ablation.resampling import (
-    ResampleSettings,
-    bank_attrs,
     bank_positions,
     bank_rows,
     evaluate_resample_ablation,
+    resample_ablation,
+)
+from neuron_ablation.resampling_bank import bank_attrs, read_bank, write_bank
+from neuron_ablation.resampling_inputs import (
+    ResampleSettings,
     generate_inputs,
     inputs_settings,
-    read_bank,
-    resample_ablation,
     special_token_ids,
-    write_bank,
 )
 from neuron_ablation.scoring import evaluate
 from neuron_ablation.selection import ablation_masks, neuron_ranks

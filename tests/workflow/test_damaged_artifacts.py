@@ -28,14 +28,8 @@ from neuron_ablation.integrity import DamagedArtifact, read_result, read_sequenc
 from neuron_ablation.io import read_arrow, read_model_inputs, write_arrow
 from neuron_ablation.optimal import read_constants, write_optimal
 from neuron_ablation.provenance import artifact_id, canonical_json, make_record
-from neuron_ablation.resampling import (
-    ResampleSettings,
-    bank_attrs,
-    generate_inputs,
-    inputs_settings,
-    read_bank,
-    write_bank,
-)
+from neuron_ablation.resampling_bank import bank_attrs, read_bank, write_bank
+from neuron_ablation.resampling_inputs import ResampleSettings, generate_inputs, inputs_settings
 from neuron_ablation.selection import read_ranks
 from neuron_ablation.statistics import ablation_constants
 from neuron_ablation.verify import verify_results

@@ -14,7 +14,7 @@ import yaml
 import zarr
 
 from neuron_ablation.io import read_arrow
-from neuron_ablation.resampling import inputs_settings
+from neuron_ablation.resampling_inputs import inputs_settings
 from tests.helpers.faults import run_snakemake
 from tests.helpers.tiny_models import corpus
 from tests.helpers.workflow import REPO, tiny_config
