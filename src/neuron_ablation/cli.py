@@ -87,7 +87,7 @@ def _neurons(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from neuron_ablation.comparison import write_comparison
+    from neuron_ablation.comparison_report import write_comparison
 
     appendix = ""
     if args.plan:
