@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 TIE_TOLERANCE = 1e-9
+"""A mean difference (in shown units) below this is a tie: the float noise of terms that cancel."""
 
 
 @dataclass(frozen=True)
