@@ -18,6 +18,7 @@ from neuron_ablation.memory import keep_freed_memory
 from neuron_ablation.methods import RESAMPLE_METHODS as RESAMPLE_METHODS  # torch-free registry
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCES
 from neuron_ablation.paths import stats_store
+from neuron_ablation.tasks import DTYPES, TASKS
 
 log = logging.getLogger("neuron_ablation")
 
@@ -86,7 +87,7 @@ def _neurons(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from neuron_ablation.comparison import write_comparison
+    from neuron_ablation.comparison_report import write_comparison
 
     appendix = ""
     if args.plan:
@@ -131,9 +132,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-source", required=True, help="hub id or local model directory")
-    p.add_argument(
-        "--task", required=True, choices=["causal-lm", "masked-lm", "image-classification"]
-    )
+    p.add_argument("--task", required=True, choices=TASKS)
     _add_model_digest(p)
 
 
@@ -149,7 +148,7 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", required=True, help="Arrow IPC file of model inputs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -287,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="Arrow IPC file")
     p.set_defaults(func=_stage("resampling_inputs:write_resample_inputs"))

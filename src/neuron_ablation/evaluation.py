@@ -155,12 +155,9 @@ def method_scorer(job: EvaluationJob) -> Scorer:
     """The scorer of ``job.method`` on the loaded model and evaluation inputs."""
     from neuron_ablation.methods import method
 
-    spec = method(job.method)
-    if spec.needs_bank:
+    if method(job.method).needs_bank:
         return _resample_scorer(job)
-    if spec.needs_training:
-        return _optimal_scorer(job)
-    return _constant_scorer(job, spec.needs_statistics)
+    return _constant_scorer(job)
 
 
 def _load(job: EvaluationJob) -> tuple[nn.Module, dict[str, np.ndarray]]:
@@ -169,30 +166,26 @@ def _load(job: EvaluationJob) -> tuple[nn.Module, dict[str, np.ndarray]]:
     return load_model_and_inputs(job.model_source, job.task, job.tokens, job.device, job.dtype)
 
 
-def _constant_scorer(job: EvaluationJob, needs_statistics: bool) -> Scorer:
-    from neuron_ablation.architectures import neuron_widths
-    from neuron_ablation.statistics import ablation_constants
+def _constant_scorer(job: EvaluationJob) -> Scorer:
+    """zero, mean, peak and optimal: constants folded into the output projections."""
+    from neuron_ablation.constants import method_constants
+    from neuron_ablation.methods import method
 
-    if needs_statistics and not job.stats:
+    spec = method(job.method)
+    if spec.needs_statistics and not job.stats:
         raise ValueError(f"--method {job.method} needs --stats (results/<model>/stats.zarr)")
-    # Read before the model loads: a damaged store stops the job before any compute.
-    constants = ablation_constants(job.stats, job.method) if needs_statistics else None
-    model, columns = _load(job)
-    if constants is None:  # zero
-        constants = [torch.zeros(width, dtype=torch.float64) for width in neuron_widths(model)]
-    return _folded_scorer(job, model, columns, lambda masks, fraction: constants)
-
-
-def _optimal_scorer(job: EvaluationJob) -> Scorer:
-    from neuron_ablation.optimal import fold_values, read_constants
-
-    if not job.optimal:
+    if spec.needs_training and not job.optimal:
         raise ValueError("--method optimal needs --optimal (results/<model>/optimal/seed<s>.zarr)")
-    constants = {f: read_constants(job.optimal, f) for f in job.fractions if f > 0}
-    model, columns = _load(job)
-    return _folded_scorer(
-        job, model, columns, lambda masks, fraction: fold_values(constants[fraction], masks)
+    # Read before the model loads: a damaged store stops the job before any compute. Nothing
+    # is learned at fraction 0 (nothing is ablated there).
+    values_at = method_constants(
+        job.method,
+        stats=job.stats,
+        optimal=job.optimal,
+        fractions=[f for f in job.fractions if f > 0],
     )
+    model, columns = _load(job)
+    return _folded_scorer(job, model, columns, values_at)
 
 
 def _folded_scorer(

@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from neuron_ablation.tasks import TASKS, TEXT_TASKS, VISION_TASKS
+
 Kind = Literal["constant", "resampling", "learned"]
 KINDS: tuple[str, ...] = ("constant", "resampling", "learned")
-
-TASKS: tuple[str, ...] = ("causal-lm", "masked-lm", "image-classification")
-TEXT_TASKS: tuple[str, ...] = ("causal-lm", "masked-lm")
-VISION_TASKS: tuple[str, ...] = ("image-classification",)
 
 RESAMPLE_PREFIX = "resample-"
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TASKS = ("causal-lm", "masked-lm", "image-classification")
+from neuron_ablation import tasks
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in tasks.DTYPES}
+"""The torch dtype of each dtype name of :data:`neuron_ablation.tasks.DTYPES`."""
+
+AUTO_CLASSES: dict[str, str] = {
+    "causal-lm": "AutoModelForCausalLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "image-classification": "AutoModelForImageClassification",
+}
+"""The transformers Auto class that loads a model of each task (named: transformers loads when
+a model does)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -23,19 +32,20 @@ def load_model(source: str, task: str, device: str = "auto", dtype: str = "float
     ``source`` is anything ``from_pretrained`` accepts: a hub id (downloaded and cached by
     transformers) or a local directory written by ``save_pretrained``.
     """
-    import transformers
-
-    auto_classes = {
-        "causal-lm": transformers.AutoModelForCausalLM,
-        "masked-lm": transformers.AutoModelForMaskedLM,
-        "image-classification": transformers.AutoModelForImageClassification,
-    }
-    if task not in auto_classes:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    auto = auto_class(task)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    model = auto_classes[task].from_pretrained(source, dtype=DTYPES[dtype])
+    model = auto.from_pretrained(source, dtype=DTYPES[dtype])
     return model.to(resolve_device(device)).eval()
+
+
+def auto_class(task: str) -> type:
+    """The transformers Auto class of ``task`` (:data:`AUTO_CLASSES`)."""
+    import transformers
+
+    if task not in AUTO_CLASSES:
+        raise ValueError(f"task must be one of {', '.join(tasks.TASKS)}, got {task!r}")
+    return getattr(transformers, AUTO_CLASSES[task])
 
 
 def load_tokenizer(source: str):
@@ -51,13 +61,8 @@ def neuron_widths_of(source: str, task: str) -> list[int]:
     from neuron_ablation.architectures import neuron_widths
 
     config = transformers.AutoConfig.from_pretrained(source)
-    auto = {
-        "causal-lm": transformers.AutoModelForCausalLM,
-        "masked-lm": transformers.AutoModelForMaskedLM,
-        "image-classification": transformers.AutoModelForImageClassification,
-    }[task]
     with torch.device("meta"):
-        model = auto.from_config(config)
+        model = auto_class(task).from_config(config)
     return neuron_widths(model)
 
 

@@ -1,6 +1,6 @@
 """What a decision costs: variance components of each paired difference, and the cheapest design.
 
-The comparison's interval (:func:`neuron_ablation.comparison.crossed_interval`) treats seeds
+The comparison's interval (:func:`neuron_ablation.intervals.crossed_interval`) treats seeds
 (which neurons are ablated) and sequences (which text is scored) as crossed random factors::
 
     a[s, j] = mu + seed[s] + sequence[j] + residual[s, j]
@@ -34,15 +34,9 @@ import polars as pl
 from scipy import stats
 
 from neuron_ablation import metrics
-from neuron_ablation.comparison import (
-    PAIR_SCHEMA,
-    contributions,
-    crossed_interval,
-    decided,
-    method_order,
-    pair_matrix,
-)
+from neuron_ablation.comparison import PAIR_SCHEMA, contributions, method_order, pair_matrix
 from neuron_ablation.integrity import TABLE_COLUMNS, read_csv_table, read_sequence_table
+from neuron_ablation.intervals import crossed_interval, decided
 from neuron_ablation.io import atomic_output
 
 ASSURANCE = 0.9

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from neuron_ablation.aggregation import write_tables
-from neuron_ablation.comparison import compare_methods, comparison_markdown
+from neuron_ablation.comparison import compare_methods
+from neuron_ablation.comparison_report import comparison_markdown
 from neuron_ablation.io import write_json
 
 TOP1 = {("zero", 0.5): 0.30, ("mean", 0.5): 0.40, ("zero", 0.9): 0.10, ("mean", 0.9): 0.20}

@@ -9,24 +9,24 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
-from neuron_ablation import comparison
+from neuron_ablation import claim, comparison, comparison_report, intervals
 from neuron_ablation.cli import main
 
 
 def test_interval_over_seeds_alone_is_the_paired_t_interval():
-    diff = comparison.crossed_interval(np.array([[1.0], [2.0], [3.0]]))
+    diff = intervals.crossed_interval(np.array([[1.0], [2.0], [3.0]]))
     half = 4.302653 / math.sqrt(3)  # sd 1, t(0.975, 2)
     assert diff.mean == 2.0 and diff.df == pytest.approx(2)
     assert diff.ci_low == pytest.approx(2 - half, rel=1e-6)
     assert diff.ci_high == pytest.approx(2 + half, rel=1e-6)
     assert diff.significant is False
-    single = comparison.crossed_interval(np.array([[0.5]]))
+    single = intervals.crossed_interval(np.array([[0.5]]))
     assert single.ci_low is None and single.significant is None
 
 
 def test_interval_over_sequences_of_one_seed_is_the_paired_t_interval():
     a = np.array([[0.5, 1.5, 1.0, 3.0, -1.0]])
-    diff = comparison.paired_difference(a)
+    diff = intervals.paired_difference(a)
     half = 2.776445 * a.std(ddof=1) / math.sqrt(5)  # t(0.975, 4)
     assert diff.ci_high - diff.mean == pytest.approx(half, rel=1e-6)
     assert diff.seed_halfwidth == pytest.approx(half, rel=1e-6)
@@ -46,7 +46,7 @@ def test_crossed_interval_matches_the_anova_formula():
     df = (variance * s * j) ** 2 / (
         ms_seed**2 / (s - 1) + ms_seq**2 / (j - 1) + ms_res**2 / ((s - 1) * (j - 1))
     )
-    diff = comparison.crossed_interval(a)
+    diff = intervals.crossed_interval(a)
     assert diff.df == pytest.approx(df, rel=1e-9)
     assert diff.ci_high - diff.mean == pytest.approx(
         scipy_stats.t.ppf(0.975, df) * math.sqrt(variance), rel=1e-9
@@ -70,7 +70,7 @@ def test_crossed_interval_covers_the_true_difference_at_about_the_nominal_rate(
             + rng.normal(0, sd_sequence, (1, 32))
             + rng.normal(0, sd_residual, (3, 32))
         )
-        diff = comparison.crossed_interval(a)
+        diff = intervals.crossed_interval(a)
         covered += diff.ci_low <= 0.7 <= diff.ci_high
     assert 0.91 <= covered / repeats <= 0.99
 
@@ -179,14 +179,14 @@ def test_best_method_per_fraction_and_ties():
 
 def test_verdict_holds():
     table = comparison.compare_methods(synthetic_results(CLAIM_HOLDS))
-    verdict = comparison.claim_verdict(table, "m")
+    verdict = claim.claim_verdict(table, "m")
     assert "peak >= mean >= zero >> resampling holds:" in verdict
     assert "zero >> resample-tokens holds at all 2 fractions" in verdict
 
 
 def test_verdict_does_not_hold_when_mean_beats_peak_significantly():
     offsets = {"peak": 0.0, "mean": 0.02, "zero": -0.01}
-    verdict = comparison.claim_verdict(comparison.compare_methods(synthetic_results(offsets)), "m")
+    verdict = claim.claim_verdict(comparison.compare_methods(synthetic_results(offsets)), "m")
     assert "does not hold" in verdict
     assert "peak >= mean fails" in verdict and "significantly: top-1 at 50 %, 90 %" in verdict
     assert "mean >= zero holds" in verdict
@@ -203,7 +203,7 @@ def test_verdict_within_noise():
                 {"model": "m", "method": method, "seed": seed, "fraction": 0.5}
                 | {"top1": top1 + 0.01 * seed, "loss": 2.0 - top1}
             )
-    verdict = comparison.claim_verdict(comparison.compare_methods(pl.DataFrame(rows)), "m")
+    verdict = claim.claim_verdict(comparison.compare_methods(pl.DataFrame(rows)), "m")
     assert "holds within noise (no disagreement is significant)" in verdict
     assert "peak >= mean fails (mean did better: top-1 at 50 %; CE at 50 %)" in verdict
 
@@ -212,14 +212,14 @@ def test_verdict_with_one_seed_uses_point_estimates():
     offsets = {"peak": 0.0, "mean": 0.02, "zero": -0.01}
     table = comparison.compare_methods(synthetic_results(offsets, seeds=(0,)))
     assert table["ci_low"].null_count() == table.height
-    verdict = comparison.claim_verdict(table, "m")
+    verdict = claim.claim_verdict(table, "m")
     assert "does not hold" in verdict and "point estimates only" in verdict
 
 
 def test_verdict_missing_method():
     table = comparison.compare_methods(synthetic_results({"peak": 0.0, "mean": 0.0}))
-    assert "cannot be checked" in comparison.claim_verdict(table, "m")
-    assert "zero" in comparison.claim_verdict(table, "m")
+    assert "cannot be checked" in claim.claim_verdict(table, "m")
+    assert "zero" in claim.claim_verdict(table, "m")
 
 
 def test_write_comparison_and_cli(tmp_path):
@@ -292,7 +292,7 @@ def test_sequences_pair_differences_and_rank_against_optimal(tmp_path):
     assert top1[("optimal", "zero")]["verdict"] == "optimal better"
     assert top1[("peak", "zero")]["verdict"] == "peak better"
     assert top1[("optimal", "peak")]["seed_halfwidth"] > 0
-    text = comparison.comparison_markdown(table)
+    text = comparison_report.comparison_markdown(table)
     assert "### Ranking at 50 %" in text
     assert "- 50 %, top-1: optimal > " in text
     assert "| zero | -1" in text  # zero is about 16 pp below optimal
@@ -324,7 +324,7 @@ def test_one_method_writes_an_empty_table_with_every_column_and_a_note(tmp_path,
     results = synthetic_results({"resample-tokens": 0.0}, seeds=seeds, fractions=fractions)
     results.write_csv(tables / "ablation.csv")
     csv, markdown = tables / "comparison.csv", tables / "comparison.md"
-    table = comparison.write_comparison(tables / "ablation.csv", csv, markdown)
+    table = comparison_report.write_comparison(tables / "ablation.csv", csv, markdown)
     assert table.height == 0
     written = pl.read_csv(csv)
     assert written.columns == [*comparison.COMPARISON_SCHEMA, "best_method"]
@@ -347,6 +347,6 @@ def test_a_model_with_one_method_next_to_a_compared_model(tmp_path):
     )
     table = comparison.compare_methods(results)
     assert set(table["model"].to_list()) == {"first"}
-    text = comparison.comparison_markdown(table, results=results)
+    text = comparison_report.comparison_markdown(table, results=results)
     assert "For first, the paper's claim" in text
     assert "Nothing to compare for second: only zero was run" in text

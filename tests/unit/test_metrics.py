@@ -10,7 +10,7 @@ import sys
 import polars as pl
 import pytest
 
-from neuron_ablation import aggregation, comparison, integrity, metrics
+from neuron_ablation import aggregation, comparison, comparison_report, integrity, metrics
 from neuron_ablation.metrics import Metric
 
 
@@ -123,7 +123,7 @@ def test_aggregation_and_comparison_cover_exactly_the_registered_metrics():
 def test_shown_text_is_unchanged():
     """The sentences built from the registry read as they did when they were written by hand."""
     results = results_frame()
-    markdown = comparison.comparison_markdown(comparison.compare_methods(results))
+    markdown = comparison_report.comparison_markdown(comparison.compare_methods(results))
     assert (
         "Top-1 differences are in percentage points (positive: the first method is better), "
         "cross-entropy differences in nats (negative: the first method is better). Fraction 0 "
@@ -177,7 +177,7 @@ def test_a_registered_metric_flows_through_tables_and_comparison(monkeypatch):
     assert (pair["method_a"], pair["method_b"]) == ("mean", "zero")
     assert pair["mean_diff"] == pytest.approx(-4.5)  # 0.05 * 0.9 in percentage points
     assert pair["better"] == "mean"  # lower error is better
-    markdown = comparison.comparison_markdown(compared)
+    markdown = comparison_report.comparison_markdown(compared)
     assert "best err" in markdown and "mean − zero err (pp)" in markdown
     assert "error differences in percentage points (negative: the first method is better)" in (
         markdown

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from neuron_ablation import metrics
-from neuron_ablation.comparison import compare_methods, crossed_interval
+from neuron_ablation.comparison import compare_methods
+from neuron_ablation.intervals import crossed_interval
 from neuron_ablation.planning import (
     VarianceComponents,
     cheapest_design,

@@ -23,7 +23,7 @@ import zarr
 
 from neuron_ablation.aggregation import read_results
 from neuron_ablation.cli import main
-from neuron_ablation.comparison import write_comparison
+from neuron_ablation.comparison_report import write_comparison
 from neuron_ablation.integrity import DamagedArtifact, read_result, read_sequence_table
 from neuron_ablation.io import read_arrow, read_model_inputs, write_arrow
 from neuron_ablation.optimal import read_constants, write_optimal
