@@ -52,7 +52,7 @@ __all__ = [
 
 ConstantsLayout = Literal["neuron", "head"]
 MODEL_INPUT_COLUMNS = ("input_ids", "pixel_values")
-"""What the statistics pass feeds the model (:func:`neuron_ablation.statistics.model_inputs`)."""
+"""What the statistics pass feeds the model (:func:`neuron_ablation.statistics.forward_kwargs`)."""
 
 
 # --- a finished run ---------------------------------------------------------------------------

@@ -79,7 +79,7 @@ from neuron_ablation.integrity import bank_read, check_bank, check_resample_inpu
 from neuron_ablation.io import atomic_output, sequences_table, write_arrow
 from neuron_ablation.methods import RESAMPLE_METHODS, TEXT_SOURCES
 from neuron_ablation.methods import RESAMPLE_SOURCES as SOURCES
-from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
+from neuron_ablation.statistics import HOOK_POINT, forward_kwargs, iter_batches
 
 log = logging.getLogger("neuron_ablation")
 
@@ -461,7 +461,7 @@ def write_bank(
             desc="resample bank",
             unit="batch",
         ):
-            model.base_model(**model_inputs(batch, model))  # z does not need the task head
+            model.base_model(**forward_kwargs(batch, model))  # z does not need the task head
             if not datasets:
                 datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
             for dataset, z in zip(datasets, captured, strict=True):
