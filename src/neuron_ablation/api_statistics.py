@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 MODEL_INPUT_COLUMNS = ("input_ids", "pixel_values")
-"""What the statistics pass feeds the model (:func:`neuron_ablation.statistics.model_inputs`)."""
+"""What the statistics pass feeds the model (:func:`neuron_ablation.statistics.forward_kwargs`)."""
 
 Batch = Mapping[str, Any]
 

@@ -27,7 +27,7 @@ from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.integrity_hdf5 import bank_read, check_bank
 from neuron_ablation.io import atomic_output
 from neuron_ablation.resampling_inputs import inputs_settings
-from neuron_ablation.statistics import HOOK_POINT, iter_batches, model_inputs
+from neuron_ablation.statistics import HOOK_POINT, forward_kwargs, iter_batches
 
 log = logging.getLogger("neuron_ablation")
 
@@ -79,7 +79,7 @@ def write_bank(
             desc="resample bank",
             unit="batch",
         ):
-            model.base_model(**model_inputs(batch, model))  # z does not need the task head
+            model.base_model(**forward_kwargs(batch, model))  # z does not need the task head
             if not datasets:
                 datasets = [_create_layer(bank, i, z, n_items) for i, z in enumerate(captured)]
             for dataset, z in zip(datasets, captured, strict=True):

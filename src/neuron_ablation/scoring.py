@@ -29,7 +29,7 @@ from neuron_ablation.architectures import vocabulary_head
 from neuron_ablation.finite import located, require_finite
 from neuron_ablation.hooks import hooks_installed
 from neuron_ablation.masking import IGNORE
-from neuron_ablation.statistics import as_tensor, iter_batches, model_inputs
+from neuron_ablation.statistics import as_tensor, forward_kwargs, iter_batches
 
 log = logging.getLogger("neuron_ablation")
 
@@ -238,7 +238,7 @@ def batch_inputs(
         for name in ("input_ids", "labels", "label")
         if name in batch
     }
-    return model_inputs(batch, model), targets
+    return forward_kwargs(batch, model), targets
 
 
 def batch_predictions(

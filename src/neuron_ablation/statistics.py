@@ -59,8 +59,10 @@ log = logging.getLogger("neuron_ablation")
 HOOK_POINT = "input of the attention output projection (TransformerLens hook_z, heads flattened)"
 
 
-def model_inputs(batch: dict[str, np.ndarray], model: nn.Module) -> dict[str, torch.Tensor]:
-    """numpy columns of one batch -> the keyword arguments of the model's forward."""
+def forward_kwargs(batch: dict[str, np.ndarray], model: nn.Module) -> dict[str, torch.Tensor]:
+    """numpy columns of one batch -> the keyword arguments of the model's forward: ``input_ids``
+    long [sequence, position] and/or ``pixel_values`` [image, channel, height, width] in the
+    model's dtype, on its device (other columns, e.g. labels, are left out)."""
     parameter = next(model.parameters())
     inputs = {}
     if "input_ids" in batch:
@@ -128,7 +130,7 @@ def collect_statistics(
         tqdm(total=n_items, unit="seq", desc="statistics", disable=not progress) as bar,
     ):
         for columns_batch in iter_batches(columns, batch_size):
-            batch = model_inputs(columns_batch, model)
+            batch = forward_kwargs(columns_batch, model)
             # Later layers' damage never reaches a hooked z of the last layer: check the output.
             require_finite(body()[0], "the model body's outputs (last hidden states)")
             bar.update(len(next(iter(columns_batch.values()))))

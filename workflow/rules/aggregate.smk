@@ -41,7 +41,7 @@ rule tables:
 
 rule figure:
     input:
-        lambda w: model_eval_results(w.model),
+        get_eval_results,
     output:
         report(
             paths.figure("{model}"),

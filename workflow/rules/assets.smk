@@ -90,7 +90,7 @@ rule train_mlm:
         ENV
     threads: machine_threads
     params:
-        split=mlm_split_args(),
+        split=get_mlm_split_args(),
     shell:
         "neuron-ablation train-mlm --text {input.text:q} --wheel {input.wheel:q} --seed 0"
         " {params.split:q} --threads {threads:q} --out {output:q} > {log:q} 2>&1"

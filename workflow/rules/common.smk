@@ -16,7 +16,7 @@ from neuron_ablation.config import (
 )
 from neuron_ablation.demo.catalog import (
     demo_mlm_split,
-)  # of mlm_split_args (rule train_mlm)
+)  # of get_mlm_split_args (rule train_mlm)
 from neuron_ablation.methods import RESAMPLE_SOURCES as RESAMPLE_SOURCE_NAMES
 from neuron_ablation.methods import method as method_spec
 from neuron_ablation.methods import statistics_methods
@@ -47,8 +47,14 @@ MODELS = config["models"]
 ENV = "../../environment.yml"
 FRACTIONS = [paths.fraction_label(f) for f in config["fractions"]]
 # Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds; rule evaluate_focus).
-FOCUS_FRACTIONS = [paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)]
+FOCUS_FRACTIONS = [
+    paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)
+]
 FOCUS_ONLY_SEEDS = [s for s in focus_seeds(config) if s not in config["seeds"]]
+# Method optimal is trained and scored at optimal.fractions only (rules optimal, evaluate_optimal).
+OPTIMAL_FRACTIONS = [
+    paths.fraction_label(f) for f in method_fractions(config, "optimal")
+]
 NEEDS_STATISTICS = (
     statistics_methods()
 )  # their constants: the array of that name in stats.zarr
@@ -75,6 +81,16 @@ def model_source(model):
     return model_path(MODELS[model]["source"])
 
 
+def get_model_source(wildcards):
+    """--model-source of the job's model (model_source)."""
+    return model_source(wildcards.model)
+
+
+def model_setting(key):
+    """A param function: the value of `key` in the job's model entry (config `models`)."""
+    return lambda wildcards: MODELS[wildcards.model][key]
+
+
 def dataset_of(model):
     return config["datasets"][MODELS[model]["dataset"]]
 
@@ -88,19 +104,45 @@ def dataset_source(model):
 # or track (embedded assets under resources/, existing local files).
 
 
-def model_inputs(wildcards):
+def get_model_digest(wildcards):
     """The model as every job's input: the digest of its files (rule model_digest), which reruns
     when a file changes in place, and with it everything computed from the model."""
     return paths.model_digest(wildcards.model)
 
 
-def model_digest_inputs(wildcards):
-    """The model's files, each one input (neuron_ablation.sources.model_file_inputs)."""
+def get_model_files(wildcards):
+    """The model's files, each one input of rule model_digest
+    (neuron_ablation.sources.model_file_inputs)."""
     return model_file_inputs(model_source(wildcards.model))
 
 
+def get_runtime_args(wildcards):
+    """--batch-size, --device and --dtype of the job's model."""
+    m = MODELS[wildcards.model]
+    return [
+        *("--batch-size", str(m["batch_size"])),
+        *("--device", m["device"]),
+        *("--dtype", m["dtype"]),
+    ]
+
+
+def model_params(runtime=True):
+    """The params of a job that loads its model (`params: **model_params()`): `model` (its
+    --model-source) and `task`, with `runtime` also `runtime` (get_runtime_args)."""
+    params = {"model": get_model_source, "task": model_setting("task")}
+    if runtime:
+        params["runtime"] = get_runtime_args
+    return params
+
+
 def model_resource(name):
+    """A resource function: `name` in the job's model's `resources` entry, 0 where it sets none."""
     return lambda wildcards: MODELS[wildcards.model].get("resources", {}).get(name, 0)
+
+
+def model_resources():
+    """The resources of a job that runs its model (`resources: **model_resources()`)."""
+    return {name: model_resource(name) for name in ("gpu", "mem_mb", "runtime")}
 
 
 # Rules whose threads are machine_threads: they use every core of a local run.
@@ -135,22 +177,6 @@ def check_cluster_threads():
         )
 
 
-def runtime_args(model):
-    m = MODELS[model]
-    return [
-        "--batch-size",
-        str(m["batch_size"]),
-        "--device",
-        m["device"],
-        "--dtype",
-        m["dtype"],
-    ]
-
-
-def fraction_labels(method):
-    return [paths.fraction_label(f) for f in method_fractions(config, method)]
-
-
 def model_eval_results(model):
     return [
         paths.eval_result(model, method, seed, paths.fraction_label(fraction))
@@ -160,13 +186,21 @@ def model_eval_results(model):
     ]
 
 
-def job_fractions(wildcards):
-    """The fraction labels one evaluate job scores: every fraction for a seed of `seeds`, the
-    focus fractions for a focus-only seed."""
+def get_eval_results(wildcards):
+    """Every evaluation result of the job's model."""
+    return model_eval_results(wildcards.model)
+
+
+def get_job_fractions(wildcards):
+    """The fraction labels one evaluation job scores (its --fraction, and its outputs): every
+    fraction for a seed of `seeds`, the focus fractions for a focus-only seed (evaluate_focus),
+    those of `optimal.fractions` for method optimal (evaluate_optimal)."""
+    if method_spec(wildcards.method).needs_training:
+        return OPTIMAL_FRACTIONS
     return FOCUS_FRACTIONS if int(wildcards.seed) in FOCUS_ONLY_SEEDS else FRACTIONS
 
 
-def sweep_args(wildcards):
+def get_sweep_args(wildcards):
     """Fractions outside eval.focus on the first rows only, when eval.sweep is set."""
     items = sweep_items(config, wildcards.model)
     if items is None:
@@ -198,18 +232,19 @@ def all_outputs():
 # --- helpers of tokens rules
 
 
-def mlm_split_args():
+def get_mlm_split_args():
     eval_share, split_seed = demo_mlm_split(config)
     return ["--eval-share", str(eval_share), "--split-seed", str(split_seed)]
 
 
-def tokenize_inputs(wildcards):
+def get_dataset_files(wildcards):
     """The dataset files, and an embedded image set's (a missing Fashion-MNIST stops here,
-    before any job runs, with the apt command); the model is model_inputs."""
+    before any job runs, with the apt command); the model is get_model_digest."""
     return source_inputs(dataset_of(wildcards.model)["source"], "dataset")
 
 
-def tokenize_args(wildcards):
+def get_dataset_split_args(wildcards):
+    """The dataset's text field and the split of its rows into statistics and evaluation."""
     d = dataset_of(wildcards.model)
     return [
         f"--text-field={d['text_field']}",
@@ -225,24 +260,32 @@ def tokenize_args(wildcards):
 # --- helpers of evaluation rules
 
 
-def evaluate_inputs(wildcards):
+def get_evaluate_inputs(wildcards):
+    """The inputs of one evaluation job (rules evaluate, evaluate_focus, evaluate_optimal):
+    the model, the evaluation tokens and the seed's selection; what the method's constants or
+    replacements come from, if any fraction ablates a neuron; the baseline, for fraction 0.
+    """
+    model, method = wildcards.model, method_spec(wildcards.method)
     inputs = {
-        "model": model_inputs(wildcards),
-        "tokens": paths.tokens(wildcards.model, "eval"),
-        "selection": paths.selection(wildcards.model, wildcards.seed),
+        "model": get_model_digest(wildcards),
+        "tokens": paths.tokens(model, "eval"),
+        "selection": paths.selection(model, wildcards.seed),
     }
-    if wildcards.method in NEEDS_STATISTICS:
-        inputs["stats"] = paths.stats(wildcards.model)
-    fractions = job_fractions(wildcards)
-    if method_spec(wildcards.method).needs_bank and any(float(f) > 0.0 for f in fractions):
-        inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
-    if any(float(f) == 0.0 for f in fractions):
-        inputs["baseline"] = paths.baseline(wildcards.model)
+    fractions = [float(f) for f in get_job_fractions(wildcards)]
+    if method.name in NEEDS_STATISTICS:
+        inputs["stats"] = paths.stats(model)
+    if method.needs_training and any(f > 0.0 for f in fractions):
+        inputs["optimal"] = paths.optimal(model, wildcards.seed)
+    if method.needs_bank and any(f > 0.0 for f in fractions):
+        inputs["bank"] = resample_bank(model, method.name)
+    if any(f == 0.0 for f in fractions):
+        inputs["baseline"] = paths.baseline(model)
     return inputs
 
 
-def optional_args(wildcards, input):
-    names = ("stats", "baseline", "bank")
+def get_optional_input_args(wildcards, input):
+    """--stats, --optimal, --baseline and --bank, for those of get_evaluate_inputs there are."""
+    names = ("stats", "optimal", "baseline", "bank")
     return [arg for n in names if n in input.keys() for arg in (f"--{n}", input[n])]
 
 
@@ -268,8 +311,8 @@ def generator_source(model):
     return model_path(generator)
 
 
-def resample_inputs_inputs(wildcards):
-    """The generator of resample-generated, when it is not the model itself (model_inputs):
+def get_generator_files(wildcards):
+    """The generator of resample-generated, when it is not the model itself (get_model_digest):
     a configured model's digest, else its local files."""
     generator = RESAMPLE["generator"]
     if wildcards.source != "generated" or generator is None:
@@ -279,7 +322,8 @@ def resample_inputs_inputs(wildcards):
     return model_file_inputs(model_path(generator))
 
 
-def resample_settings(wildcards):
+def get_resample_args(wildcards):
+    """The settings of section `resample` that the job's source uses."""
     model = wildcards.model
     args = [
         *("--n-sequences", str(RESAMPLE["n_sequences"])),
@@ -298,26 +342,13 @@ def resample_settings(wildcards):
 
 # --- helpers of optimal rules
 
-OPTIMAL_FRACTIONS = fraction_labels("optimal")
 
-
-def evaluate_optimal_inputs(wildcards):
-    inputs = {
-        "model": model_inputs(wildcards),
-        "tokens": paths.tokens(wildcards.model, "eval"),
-        "selection": paths.selection(wildcards.model, wildcards.seed),
-    }
-    if any(float(f) > 0 for f in OPTIMAL_FRACTIONS):
-        inputs["optimal"] = paths.optimal(wildcards.model, wildcards.seed)
-    if "0.00" in OPTIMAL_FRACTIONS:
-        inputs["baseline"] = paths.baseline(wildcards.model)
-    return inputs
-
-
-def evaluate_optimal_args(wildcards, input):
+def get_optimal_args(wildcards):
+    """Steps, batch size, sequence length and learning rate of the model's optimal training."""
+    settings = optimal_settings(config, wildcards.model)
     return [
-        arg
-        for name in ("optimal", "baseline")
-        if name in input.keys()
-        for arg in (f"--{name}", input[name])
+        *("--steps", str(settings["steps"])),
+        *("--batch-size", str(settings["batch_size"])),
+        *("--seq-len", str(settings["seq_len"])),
+        *("--lr", str(settings["lr"])),
     ]

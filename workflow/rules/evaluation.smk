@@ -5,7 +5,7 @@
 
 rule select_neurons:
     input:
-        model=model_inputs,
+        model=get_model_digest,
     output:
         directory(paths.selection("{model}", "{seed}")),
     log:
@@ -15,8 +15,7 @@ rule select_neurons:
     conda:
         ENV
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
+        **model_params(runtime=False),
     shell:
         "neuron-ablation select --model-source={params.model:q} --task {params.task:q}"
         " --seed {wildcards.seed:q} --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
@@ -24,7 +23,7 @@ rule select_neurons:
 
 rule baseline:
     input:
-        model=model_inputs,
+        model=get_model_digest,
         tokens=paths.tokens("{model}", "eval"),
     output:
         paths.baseline("{model}"),
@@ -36,13 +35,9 @@ rule baseline:
         ENV
     threads: 1
     resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        **model_resources(),
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
-        runtime=lambda w: runtime_args(w.model),
+        **model_params(),
     shell:
         "neuron-ablation baseline --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
@@ -52,7 +47,7 @@ rule baseline:
 
 rule evaluate:
     input:
-        unpack(evaluate_inputs),
+        unpack(get_evaluate_inputs),
     output:
         [
             paths.eval_result("{model}", "{method}", "{seed}", fraction)
@@ -71,16 +66,12 @@ rule evaluate:
         ENV
     threads: 1
     resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        **model_resources(),
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
-        runtime=lambda w: runtime_args(w.model),
-        fractions=FRACTIONS,
-        optional=optional_args,
-        sweep=sweep_args,
+        **model_params(),
+        fractions=get_job_fractions,
+        optional=get_optional_input_args,
+        sweep=get_sweep_args,
     shell:
         "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
@@ -104,10 +95,3 @@ if FOCUS_ONLY_SEEDS:
                 m for m in config["methods"] if not method_spec(m).needs_training
             ),
             seed=_alternatives(str(s) for s in FOCUS_ONLY_SEEDS),
-        params:
-            model=lambda w: model_source(w.model),
-            task=lambda w: MODELS[w.model]["task"],
-            runtime=lambda w: runtime_args(w.model),
-            fractions=FOCUS_FRACTIONS,
-            optional=optional_args,
-            sweep=sweep_args,

@@ -8,7 +8,7 @@ report: "../report/workflow.rst"
 rule neurons:
     input:
         stats=paths.stats("{model}"),
-        model=model_inputs,
+        model=get_model_digest,
     output:
         figure=report(
             paths.neurons_figure("{model}"),

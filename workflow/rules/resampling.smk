@@ -5,8 +5,8 @@
 
 rule resample_inputs:
     input:
-        model=model_inputs,
-        generator=resample_inputs_inputs,
+        model=get_model_digest,
+        generator=get_generator_files,
     output:
         paths.resample_inputs("{model}", "{source}"),
     log:
@@ -19,26 +19,20 @@ rule resample_inputs:
         ENV
     threads: 1
     resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        **model_resources(),
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
-        settings=resample_settings,
-        batch_size=lambda w: MODELS[w.model]["batch_size"],
-        device=lambda w: MODELS[w.model]["device"],
-        dtype=lambda w: MODELS[w.model]["dtype"],
+        **model_params(),
+        settings=get_resample_args,
     shell:
         "neuron-ablation resample-inputs --model-source={params.model:q} --task {params.task:q}"
         " --source {wildcards.source:q} {params.settings:q}"
-        " --batch-size {params.batch_size:q} --device {params.device:q} --dtype {params.dtype:q}"
-        " --threads {threads:q} --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
+        " {params.runtime:q} --threads {threads:q} --model-digest {input.model:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule resample_bank:
     input:
-        model=model_inputs,
+        model=get_model_digest,
         inputs=paths.resample_inputs("{model}", "{source}"),
     output:
         paths.resample_bank("{model}", "{source}"),
@@ -52,13 +46,9 @@ rule resample_bank:
         ENV
     threads: 1
     resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        **model_resources(),
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
-        runtime=lambda w: runtime_args(w.model),
+        **model_params(),
     shell:
         "neuron-ablation resample-bank --model-source={params.model:q} --task {params.task:q}"
         " --tokens {input.inputs:q} {params.runtime:q} --threads {threads:q}"

@@ -3,7 +3,7 @@
 
 rule statistics:
     input:
-        model=model_inputs,
+        model=get_model_digest,
         tokens=paths.tokens("{model}", "stats"),
     output:
         directory(paths.stats("{model}")),
@@ -15,14 +15,10 @@ rule statistics:
         ENV
     threads: machine_threads
     resources:
-        gpu=model_resource("gpu"),
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
+        **model_resources(),
     params:
-        model=lambda w: model_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
-        dataset=lambda w: MODELS[w.model]["dataset"],
-        runtime=lambda w: runtime_args(w.model),
+        **model_params(),
+        dataset=model_setting("dataset"),
         bin_width=config["stats"]["bin_width"],
         low=config["stats"]["range"][0],
         high=config["stats"]["range"][1],

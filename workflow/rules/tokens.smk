@@ -3,8 +3,8 @@
 
 rule tokenize:
     input:
-        model=model_inputs,
-        data=tokenize_inputs,
+        model=get_model_digest,
+        data=get_dataset_files,
     output:
         paths.tokens("{model}", "{part}"),
     log:
@@ -14,13 +14,12 @@ rule tokenize:
     conda:
         ENV
     params:
-        model=lambda w: model_source(w.model),
+        **model_params(runtime=False),
         dataset=lambda w: dataset_source(w.model),
-        task=lambda w: MODELS[w.model]["task"],
         n=lambda w: input_count(config, w.model, w.part),
-        seq_len=lambda w: MODELS[w.model]["seq_len"],
-        mask_seed=lambda w: MODELS[w.model]["mask_seed"],
-        split=tokenize_args,
+        seq_len=model_setting("seq_len"),
+        mask_seed=model_setting("mask_seed"),
+        split=get_dataset_split_args,
     shell:
         "neuron-ablation tokenize --model-source={params.model:q} --task {params.task:q}"
         " --dataset-source={params.dataset:q} --part {wildcards.part:q} --n {params.n:q}"
@@ -38,7 +37,7 @@ localrules:
 
 rule model_digest:
     input:
-        model_digest_inputs,
+        get_model_files,
     output:
         paths.model_digest("{model}"),
     log:
@@ -48,7 +47,7 @@ rule model_digest:
     conda:
         ENV
     params:
-        model=lambda w: model_source(w.model),
+        model=get_model_source,
     shell:
         "neuron-ablation model-digest --model-source={params.model:q} --out {output:q}"
         " > {log:q} 2>&1"
