@@ -8,8 +8,8 @@ from transformers import AutoImageProcessor
 
 from neuron_ablation.images import (
     folder_images,
-    images_table,
     iter_labelled_images,
+    pixel_table,
     preprocess_images,
     write_image_inputs,
 )
@@ -33,7 +33,7 @@ def folder(tmp_path_factory):
 def test_pixel_table_round_trip_restores_the_image_shape(tmp_path):
     pixels = np.random.default_rng(0).normal(size=(5, 3, 4, 2)).astype(np.float32)
     labels = np.array([2, 0, 1, 1, 0], dtype=np.int64)
-    table = images_table(pixels, labels)
+    table = pixel_table(pixels, {"label": labels})
     assert table.schema.metadata[b"shape:pixel_values"] == b"3,4,2"
     assert table.num_rows == 5 and len(table["pixel_values"][0]) == 3 * 4 * 2
     write_arrow(tmp_path / "eval.arrow", table)

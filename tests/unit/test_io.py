@@ -5,7 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from neuron_ablation.integrity import DIGEST_KEY, DamagedArtifact
+from neuron_ablation.integrity import DamagedArtifact
+from neuron_ablation.integrity_arrow import DIGEST_KEY
 from neuron_ablation.io import (
     atomic_output,
     column_matrix,

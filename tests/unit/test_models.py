@@ -10,13 +10,13 @@ from safetensors.torch import load_file
 from neuron_ablation.io import sequences_table, write_arrow
 from neuron_ablation.models import (
     DTYPES,
-    TASKS,
     check_seq_len,
     load_model,
     load_model_and_inputs,
     neuron_widths_of,
     resolve_device,
 )
+from neuron_ablation.tasks import TASKS
 from tests.helpers.tiny_models import (
     HIDDEN,
     LAYERS,
