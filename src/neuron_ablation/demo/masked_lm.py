@@ -18,17 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from neuron_ablation.demo import assets
-from neuron_ablation.demo.training import (
-    Stopwatch,
-    batch_indices,
-    optimizer_and_schedule,
-    run_record,
-    setup,
-    step,
-)
+from neuron_ablation.demo.training import Stopwatch, run_record, setup, train_loop
 from neuron_ablation.io import atomic_output, write_json
 from neuron_ablation.masking import IGNORE, mask_tokens
 from neuron_ablation.splits import collection_split
@@ -380,68 +372,41 @@ def body_features(
 
 
 def train_frozen_head(
-    model: nn.Module,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    generator: torch.Generator,
-    progress: bool,
+    model: nn.Module, features: torch.Tensor, labels: torch.Tensor, **train: Any
 ) -> list[float]:
     """Train the MLM head's own weights on cached body ``features`` [n, hidden] with true tokens
-    ``labels`` [n]: ``steps`` AdamW steps of ``batch_size`` rows. The body, and the decoder tied
-    to its input embeddings, do not change. Returns the losses."""
+    ``labels`` [n], ``train`` (steps, batch_size in rows, lr, ...) as in
+    :func:`~neuron_ablation.demo.training.train_loop`. The body, and the decoder tied to its input
+    embeddings, do not change. Returns the losses."""
     body, head = body_and_head(model)
     shared = {id(p) for p in body.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) not in shared)
-    optimizer, scheduler = optimizer_and_schedule(head, lr, weight_decay, steps)
-    head.train()
-    losses = []
-    batches = batch_indices(len(labels), batch_size, steps, generator)
-    bar = tqdm(batches, total=steps, desc="MLM head", unit="step", disable=not progress)
-    for rows in bar:
-        loss = nn.functional.cross_entropy(head(features[rows]), labels[rows])
-        step(loss, optimizer, scheduler, head)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return losses
+
+    def loss_of(rows: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(head(features[rows]), labels[rows])
+
+    try:
+        return train_loop(head, len(labels), loss_of, desc="MLM head", **train)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
 
 
-def _train_whole(
-    model: nn.Module,
-    blocks: torch.Tensor,
-    masker: _Masker,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    generator: torch.Generator,
-    progress: bool,
-) -> list[float]:
-    """Run ``steps`` AdamW steps of the whole model over shuffled blocks; return the losses."""
-    optimizer, scheduler = optimizer_and_schedule(model, lr, weight_decay, steps)
-    model.train()
-    losses = []
-    batches = batch_indices(len(blocks), batch_size, steps, generator)
-    bar = tqdm(batches, total=steps, desc="masked LM", unit="step", disable=not progress)
-    for order in bar:
+def _train_whole(model: nn.Module, blocks: torch.Tensor, masker: _Masker, **train: Any):
+    """Train the whole model on shuffled, masked ``blocks`` [n, seq]; ``train`` as in
+    :func:`~neuron_ablation.demo.training.train_loop`. Returns the losses."""
+    generator = train["generator"]
+
+    def loss_of(order: torch.Tensor) -> torch.Tensor | None:
         batch = blocks[order]
         inputs, attention, selected = masker(batch, generator)
         if not selected.any():
-            continue
+            return None
         logits = _masked_logits(model, inputs, attention, selected)
-        loss = nn.functional.cross_entropy(logits, batch[selected])
-        step(loss, optimizer, scheduler, model)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-    return losses
+        return nn.functional.cross_entropy(logits, batch[selected])
+
+    return train_loop(model, len(blocks), loss_of, desc="masked LM", **train)
 
 
 @torch.no_grad()

@@ -21,11 +21,13 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from neuron_ablation.machine import git_commit, machine_record
 
@@ -79,6 +81,37 @@ def batch_indices(
             order = torch.cat([order, torch.randperm(n, generator=generator)])
         yield order[:batch_size]
         order = order[batch_size:]
+
+
+def train_loop(
+    model: nn.Module,
+    n: int,
+    loss_of: Callable[[torch.Tensor], torch.Tensor | None],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+    progress: bool,
+    desc: str,
+) -> list[float]:
+    """``steps`` AdamW steps of ``model``'s trainable parameters on batches of ``n`` items
+    (:func:`batch_indices`); ``loss_of`` maps a batch's indices [batch_size] to its loss (None:
+    skip the batch). Returns the losses."""
+    optimizer, scheduler = optimizer_and_schedule(model, lr, weight_decay, steps)
+    model.train()
+    losses: list[float] = []
+    batches = batch_indices(n, batch_size, steps, generator)
+    bar = tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress)
+    for batch in bar:
+        loss = loss_of(batch)
+        if loss is None:
+            continue
+        step(loss, optimizer, scheduler, model)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+    return losses
 
 
 class Stopwatch:

@@ -10,17 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from neuron_ablation.demo.image_sets import image_dataset_source, load_image_dataset
-from neuron_ablation.demo.training import (
-    Stopwatch,
-    batch_indices,
-    optimizer_and_schedule,
-    run_record,
-    setup,
-    step,
-)
+from neuron_ablation.demo.training import Stopwatch, run_record, setup, train_loop
 from neuron_ablation.io import atomic_output, write_json
 
 VIT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -125,13 +117,17 @@ def train_vit(
     y_train = torch.from_numpy(train_labels)
     total = epochs * math.ceil(len(x_train) / batch_size)
     total = min(max_steps or total, total)
-    optimizer, scheduler = optimizer_and_schedule(model, lr, weight_decay, total)
     stopwatch = Stopwatch()
-    model.train()
-    batches = batch_indices(len(x_train), min(batch_size, len(x_train)), total, generator)
-    for batch in tqdm(batches, total=total, desc=f"ViT {data}", unit="step", disable=not progress):
-        logits = model(pixel_values=x_train[batch]).logits
-        step(nn.functional.cross_entropy(logits, y_train[batch]), optimizer, scheduler, model)
+
+    def loss_of(batch: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(
+            model(pixel_values=x_train[batch]).logits, y_train[batch]
+        )
+
+    train_loop(
+        model, len(x_train), loss_of, steps=total, batch_size=min(batch_size, len(x_train)), lr=lr,
+        weight_decay=weight_decay, generator=generator, progress=progress, desc=f"ViT {data}",
+    )  # fmt: skip
     train_seconds = stopwatch.seconds()
     accuracy = _classification_accuracy(model, pixel_values(test_images, mean, std), test_labels)
     record = {
