@@ -32,7 +32,7 @@ MINILM_WHEEL = assets.wheel_asset(MINILM_ASSET)
 MLM_METHODS = ("minilm", "scratch")
 MLM_DEFAULTS: dict[str, dict[str, Any]] = {
     # batch_size: masked positions per head step (minilm), blocks per step (scratch). minilm:
-    # the body's one pass over 768 blocks (~11,500 masked positions) and 120 head steps (the
+    # the body's one pass over 768 blocks (~14,400 masked positions) and 120 head steps (the
     # [256, vocabulary] projection dominates a step) cost about the same; figures:
     # docs/measurements.md.
     "minilm": {"steps": 120, "lr": 2e-3, "batch_size": 256, "feature_blocks": 768},
