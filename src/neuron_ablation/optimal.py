@@ -403,6 +403,7 @@ def learn_optimal(
     """Learn the optimal constants of one seed at every fraction on the statistics split
     ``tokens``; write them with their loss curves to the Zarr store ``out``."""
     from neuron_ablation.io import read_model_inputs
+    from neuron_ablation.machine import machine_record
     from neuron_ablation.models import load_model
     from neuron_ablation.provenance import check_artifact, input_record, make_record, model_input
     from neuron_ablation.selection import read_ranks
@@ -427,8 +428,10 @@ def learn_optimal(
     constants, losses, attrs = train_store(
         model, read_model_inputs(tokens), task, ranks, store, fractions, settings, corruption
     )
+    # Where it ran sits beside the provenance, not in it: the record is the artifact's identity,
+    # and the same inputs and settings on another machine are the same artifact.
     attrs |= {"model": model_name, "model_source": model_source, "dtype": dtype,
-              "provenance": provenance}  # fmt: skip
+              "provenance": provenance, "machine": machine_record()}  # fmt: skip
     write_optimal(out, fractions, constants, losses, attrs)
     for fraction, curve in zip(fractions, losses, strict=True):
         log.info("frac %.2f: loss %.4f -> %.4f", fraction, curve[0], curve[-1])

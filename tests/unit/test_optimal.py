@@ -4,6 +4,7 @@ are deterministic, and never see evaluation data."""
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from neuron_ablation.ablation import folded_constant_ablation, overwrite_z_hooks
 from neuron_ablation.architectures import neuron_widths
@@ -108,6 +109,12 @@ def test_same_seed_gives_identical_constants_through_the_cli(llama_setup, tmp_pa
         )
     with pytest.raises(ValueError, match="trained fractions"):
         read_constants(tmp_path / "a.zarr", 0.3)
+    # Where it ran is recorded beside the provenance, which stays the artifact's identity.
+    attrs = zarr.open_group(str(tmp_path / "a.zarr"), mode="r").attrs
+    assert attrs["machine"]["torch"] == str(torch.__version__)
+    assert "machine" not in attrs["provenance"]
+    b_attrs = zarr.open_group(str(tmp_path / "b.zarr"), mode="r").attrs
+    assert attrs["provenance"] == b_attrs["provenance"]
 
 
 def test_folding_learned_constants_equals_overwriting_z(llama_setup, tiny_llama, tmp_path):

@@ -6,7 +6,8 @@ model hub.
 - :mod:`~neuron_ablation.demo.assets`: pinned PyPI wheels, GGUF -> safetensors, Wikipedia
   leads -> jsonl;
 - :mod:`~neuron_ablation.demo.image_sets`: the Fashion-MNIST and digits loaders;
-- :mod:`~neuron_ablation.demo.training`: the ViT and masked-LM trainers;
+- :mod:`~neuron_ablation.demo.vit` and :mod:`~neuron_ablation.demo.masked_lm`: the ViT and
+  masked-LM trainers, on what they share in :mod:`~neuron_ablation.demo.training`;
 - :mod:`~neuron_ablation.demo.cli`: their ``neuron-ablation`` subcommands
   (``workflow/rules/assets.smk`` calls them).
 

@@ -25,7 +25,7 @@ IMAGE_SETS = ("fashion-mnist", "digits")
 """Read in place, never copied under resources/ (``demo.image_sets``)."""
 TRAINED_MODELS = (*(f"vit-{name}" for name in IMAGE_SETS), "minilm-mlm-wikipedia")
 """Trained by the pipeline itself (rules train_vit, one per image set, and train_mlm;
-``demo.training``)."""
+``demo.vit``, ``demo.masked_lm``)."""
 
 MODELS = GGUF_MODELS + TRAINED_MODELS
 DATASETS = TEXT_DATASETS + IMAGE_SETS

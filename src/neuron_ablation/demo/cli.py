@@ -46,7 +46,7 @@ def _prepare_dataset(args: argparse.Namespace) -> None:
 
 
 def _train_vit(args: argparse.Namespace) -> None:
-    from neuron_ablation.demo.training import train_vit
+    from neuron_ablation.demo.vit import train_vit
 
     record = train_vit(
         args.data,
@@ -61,10 +61,9 @@ def _train_vit(args: argparse.Namespace) -> None:
 
 
 def _train_mlm(args: argparse.Namespace) -> None:
-    from neuron_ablation.demo.training import train_masked_lm
+    from neuron_ablation.demo.masked_lm import train_masked_lm
 
     wheel = Path(args.wheel) if args.wheel else None
-    # bfloat16 autocast only on a CPU with native bf16 (train_masked_lm's docstring).
     record = train_masked_lm(
         Path(args.text),
         Path(args.out),
@@ -72,6 +71,7 @@ def _train_mlm(args: argparse.Namespace) -> None:
         method=args.method,
         steps=args.steps,
         batch_size=args.batch_size,
+        feature_blocks=args.feature_blocks,
         lr=args.lr,
         eval_share=args.eval_share,
         split_seed=args.split_seed,
@@ -124,7 +124,18 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="minilm", choices=["minilm", "scratch"])
     p.add_argument("--steps", type=int, default=None, help="default per method")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="masked positions (minilm) or blocks (scratch) per step; default per method",
+    )
+    p.add_argument(
+        "--feature-blocks",
+        type=int,
+        default=None,
+        help="minilm: training blocks the frozen body reads once; default in MLM_DEFAULTS",
+    )
     p.add_argument("--lr", type=float, default=None, help="default per method")
     p.add_argument(
         "--eval-share",

@@ -2,7 +2,7 @@
 and scikit-learn's digits, as uint8 arrays with their labels.
 
 Where the files lie: :mod:`neuron_ablation.demo.catalog`. The pipeline reads them through
-``sources.load_image_set``; ``demo.training.train_vit`` trains on them.
+``sources.load_image_set``; ``demo.vit.train_vit`` trains on them.
 """
 
 from __future__ import annotations
