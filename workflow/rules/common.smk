@@ -5,7 +5,7 @@ from neuron_ablation import paths
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
-    focus_seeds,
+    focus_only_blocks,
     input_count,
     is_focus,
     method_fractions,
@@ -46,9 +46,10 @@ def run_preflight():
 MODELS = config["models"]
 ENV = "../../environment.yml"
 FRACTIONS = [paths.fraction_label(f) for f in config["fractions"]]
-# Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds; rule evaluate_focus).
+# Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds), a block of
+# eval.focus_seeds_per_job seeds per job (rules evaluate_focus_<first>_<last>).
 FOCUS_FRACTIONS = [paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)]
-FOCUS_ONLY_SEEDS = [s for s in focus_seeds(config) if s not in config["seeds"]]
+FOCUS_ONLY_BLOCKS = focus_only_blocks(config)
 NEEDS_STATISTICS = (
     statistics_methods()
 )  # their constants: the array of that name in stats.zarr
@@ -160,12 +161,6 @@ def model_eval_results(model):
     ]
 
 
-def job_fractions(wildcards):
-    """The fraction labels one evaluate job scores: every fraction for a seed of `seeds`, the
-    focus fractions for a focus-only seed."""
-    return FOCUS_FRACTIONS if int(wildcards.seed) in FOCUS_ONLY_SEEDS else FRACTIONS
-
-
 def sweep_args(wildcards):
     """Fractions outside eval.focus on the first rows only, when eval.sweep is set."""
     items = sweep_items(config, wildcards.model)
@@ -226,19 +221,54 @@ def tokenize_args(wildcards):
 
 
 def evaluate_inputs(wildcards):
+    """Of an evaluate job: one seed of `seeds` at every fraction."""
+    selection = paths.selection(wildcards.model, wildcards.seed)
+    return scored_inputs(wildcards, selection, FRACTIONS)
+
+
+def focus_block_inputs(seeds):
+    """The input function of an evaluate_focus job: the selections of its block of focus-only
+    seeds, in order, scored at the focus fractions."""
+    return lambda wildcards: scored_inputs(
+        wildcards, [paths.selection(wildcards.model, s) for s in seeds], FOCUS_FRACTIONS
+    )
+
+
+def scored_inputs(wildcards, selection, fractions):
+    """What an evaluate command reads to score `selection` (one path, or one per seed) at the
+    fraction labels `fractions`."""
     inputs = {
         "model": model_inputs(wildcards),
         "tokens": paths.tokens(wildcards.model, "eval"),
-        "selection": paths.selection(wildcards.model, wildcards.seed),
+        "selection": selection,
     }
     if wildcards.method in NEEDS_STATISTICS:
         inputs["stats"] = paths.stats(wildcards.model)
-    fractions = job_fractions(wildcards)
     if method_spec(wildcards.method).needs_bank and any(float(f) > 0.0 for f in fractions):
         inputs["bank"] = resample_bank(wildcards.model, wildcards.method)
     if any(float(f) == 0.0 for f in fractions):
         inputs["baseline"] = paths.baseline(wildcards.model)
     return inputs
+
+
+def focus_block_name(seeds):
+    """(name of the rule, label of its log and benchmark) of a block, after its first and last
+    seed."""
+    first, last = seeds[0], seeds[-1]
+    label = str(first) if first == last else f"{first}_{last}"
+    return f"evaluate_focus_{label}", f"{{model}}/{{method}}_seeds{label}"
+
+
+def take_focus_settings(name):
+    """Give the rule `name` of a block of focus-only seeds what --set-threads and --set-resources
+    give evaluate_focus (profiles/slurm), since Snakemake matches them by rule name and a block's
+    rule is named by its seeds; entries of `name` itself still win."""
+    resources, settings = getattr(rules, name).rule.resources, workflow.resource_settings
+    threads = settings.overwrite_threads
+    if "evaluate_focus" in threads:
+        resources["_cores"] = threads.get(name, threads["evaluate_focus"])
+    for entry in ("evaluate_focus", name):
+        resources.update(settings.overwrite_resources.get(entry, {}))
 
 
 def optional_args(wildcards, input):
