@@ -38,10 +38,12 @@ def _stage(target: str) -> Callable[[argparse.Namespace], None]:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from neuron_ablation.evaluation import EvaluationJob, run_evaluation_job
+    from neuron_ablation.evaluation import EvaluationJob, evaluation_jobs, run_evaluation_jobs
 
-    names = [field.name for field in dataclasses.fields(EvaluationJob)]
-    run_evaluation_job(EvaluationJob(**{name: getattr(args, name) for name in names}))
+    per_seed = ("seed", "selection", "outputs")  # lists of one item per seed (per pair: outputs)
+    names = [f.name for f in dataclasses.fields(EvaluationJob) if f.name not in per_seed]
+    shared = {name: getattr(args, name) for name in names}
+    run_evaluation_jobs(evaluation_jobs(args.seeds, args.selections, args.outputs, **shared))
 
 
 def _aggregate(args: argparse.Namespace) -> None:
@@ -219,17 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_stage("evaluation:run_baseline"))
 
     p = sub.add_parser(
-        "evaluate", help="stage 4: score one (method, seed) at one or more fractions"
+        "evaluate",
+        help="stage 4: score one method at one or more fractions, for one or more seeds (the"
+        " model loaded once)",
     )
     _add_model_args(p)
     _add_runtime_args(p)
     _add_model_name(p)
     p.add_argument("--method", required=True, choices=methods.names())
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", dest="seeds", type=int, nargs="+", required=True, help="one or more")
     p.add_argument(
         "--fraction", dest="fractions", type=float, nargs="+", required=True, help="one or more"
     )
-    p.add_argument("--selection", required=True)
+    p.add_argument(
+        "--selection", dest="selections", nargs="+", required=True, help="one per --seed, in order"
+    )
     p.add_argument(
         "--stats", help=f"statistics store (methods {', '.join(methods.statistics_methods())})"
     )
@@ -250,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", help="clean result reused when nothing is ablated")
     p.add_argument(
-        "--out", dest="outputs", nargs="+", required=True, help="one JSON path per --fraction"
+        "--out",
+        dest="outputs",
+        nargs="+",
+        required=True,
+        help="one JSON path per (seed, fraction), seed-major: every --fraction of the first"
+        " --seed, then of the next",
     )
     p.set_defaults(func=_evaluate)
 

@@ -208,6 +208,15 @@ def focus_seeds(config: dict[str, Any]) -> list[int]:
     return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + wanted - len(seeds)))
 
 
+def focus_only_blocks(config: dict[str, Any]) -> list[list[int]]:
+    """The seeds of :func:`focus_seeds` beyond ``seeds`` (scored at the focus fractions only),
+    cut into consecutive blocks of ``eval.focus_seeds_per_job``: one job per (model, method,
+    block) loads the model once for the block's seeds."""
+    only = [seed for seed in focus_seeds(config) if seed not in config["seeds"]]
+    size = config["eval"]["focus_seeds_per_job"]
+    return [only[start : start + size] for start in range(0, len(only), size)]
+
+
 def is_focus(config: dict[str, Any], fraction: float) -> bool:
     return fraction_label(fraction) in {fraction_label(f) for f in config["eval"]["focus"]}
 

@@ -4,6 +4,7 @@ ablated how, from which artifacts)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,55 @@ Scorer = Callable[[Sequence[torch.Tensor], float, str], dict[str, Any]]
 """(ablation masks per layer, fraction, progress label) -> result."""
 
 
+def evaluation_jobs(
+    seeds: Sequence[int], selections: Sequence[str], outputs: Sequence[str], **shared: Any
+) -> list[EvaluationJob]:
+    """The jobs of one ``evaluate`` command, one per seed: ``selections[i]`` is the selection of
+    ``seeds[i]``, and ``outputs`` holds one path per (seed, fraction), seed-major (every
+    fraction of the first seed, then of the next); ``shared`` are the other fields."""
+    fractions = tuple(shared.pop("fractions"))
+    if len(selections) != len(seeds):
+        raise ValueError(
+            f"--seed and --selection must pair up: got {len(seeds)} seeds and "
+            f"{len(selections)} selections"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed lists a seed twice: {list(seeds)}")
+    if len(seeds) > 1 and shared.get("optimal"):
+        raise ValueError("--optimal holds the constants of one seed: give one --seed with it")
+    if len(seeds) > 1 and len(outputs) != len(seeds) * len(fractions):
+        raise ValueError(
+            f"--out needs one path per (seed, fraction), seed-major: got {len(seeds)} seeds x "
+            f"{len(fractions)} fractions and {len(outputs)} output paths"
+        )
+    n = len(fractions) if len(seeds) > 1 else len(outputs)  # one seed: the job checks the pairs
+    return [
+        EvaluationJob(
+            seed=seed,
+            selection=selection,
+            fractions=fractions,
+            outputs=tuple(outputs[i * n : (i + 1) * n]),
+            **shared,
+        )  # fmt: skip
+        for i, (seed, selection) in enumerate(zip(seeds, selections, strict=True))
+    ]
+
+
+def run_evaluation_jobs(jobs: Sequence[EvaluationJob]) -> None:
+    """Score several seeds of one (model, method) with the model, evaluation inputs, constants
+    or bank loaded once: each seed's results are what :func:`run_evaluation_job` alone writes.
+
+    Every seed's inputs are checked before any compute; a seed's results are written once its
+    fractions are scored, and its ranks and masks are released before the next seed.
+    """
+    _check_same_but_seed(jobs)
+    provenances = [checked_job_inputs(job) for job in jobs]
+    pending = [_pending(job) for job in jobs]
+    score = method_scorer(jobs[0]) if any(pending) else None
+    for job, provenance, todo in zip(jobs, provenances, pending, strict=True):
+        _run_seed(job, provenance, score, todo)
+
+
 def run_evaluation_job(job: EvaluationJob) -> None:
     """Score ``job`` at every fraction, loading the model once; write one JSON per fraction.
 
@@ -95,15 +145,40 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     first result is written, and every fraction is scored before any is written (non-finite
     logits at one fraction leave none).
     """
+    run_evaluation_jobs([job])
+
+
+def _check_same_but_seed(jobs: Sequence[EvaluationJob]) -> None:
+    """Jobs scored with one loaded model may differ in seed, selection and outputs only."""
+    first = jobs[0]
+    for job in jobs[1:]:
+        own = {"seed": first.seed, "selection": first.selection, "outputs": first.outputs}
+        if dataclasses.replace(job, **own) != first:
+            raise ValueError(
+                f"seeds {first.seed} and {job.seed} differ in more than seed, selection and "
+                "outputs: one model load scores one (model, method) only"
+            )
+
+
+def _pending(job: EvaluationJob) -> list[tuple[float, str]]:
+    """(fraction, output) pairs that need the model: all but fraction 0 with a baseline."""
+    pairs = zip(job.fractions, job.outputs, strict=True)
+    return [(f, out) for f, out in pairs if not (f == 0.0 and job.baseline)]
+
+
+def _run_seed(
+    job: EvaluationJob,
+    provenance: Callable[[float, dict], dict[str, Any]],
+    score: Scorer | None,
+    pending: list[tuple[float, str]],
+) -> None:
+    """Score one seed's ``pending`` fractions with ``score``, reuse the baseline at the others,
+    then write every result of the seed."""
     from neuron_ablation.integrity import read_result
     from neuron_ablation.io import write_json
     from neuron_ablation.selection import ablation_masks, read_ranks
 
-    pairs = list(zip(job.fractions, job.outputs, strict=True))
-    reused = [(f, out) for f, out in pairs if f == 0.0 and job.baseline]
-    pending = [pair for pair in pairs if pair not in reused]
-    provenance = checked_job_inputs(job)
-    score = method_scorer(job) if pending else None
+    reused = [pair for pair in zip(job.fractions, job.outputs, strict=True) if pair not in pending]
     ranks = read_ranks(job.selection) if pending else None
     results = []
     for fraction, out in reused:

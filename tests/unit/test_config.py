@@ -4,6 +4,7 @@ import pytest
 
 from neuron_ablation.config import (
     ConfigError,
+    focus_only_blocks,
     focus_seeds,
     method_fractions,
     optimal_settings,
@@ -56,6 +57,14 @@ BAD = [
         r"eval.focus_seeds: 1 is fewer than the 2 seeds of `seeds`; allowed: null or at least",
     ),
     (lambda c: c.update(eval={"focus_seeds": 0}), r"eval.focus_seeds"),
+    (
+        lambda c: c.update(eval={"focus_seeds_per_job": 0}),
+        r"eval.focus_seeds_per_job: 0 is less than the minimum of 1",
+    ),
+    (
+        lambda c: c.update(eval={"focus_seeds_per_job": "all"}),
+        r"eval.focus_seeds_per_job: 'all' is not of type 'integer'",
+    ),
 ]
 
 
@@ -124,3 +133,18 @@ def test_focus_seeds_extend_the_seeds_at_the_focus_fractions_only(good):
     del config["eval"]["focus_seeds"]
     validate_config(config)
     assert seeds_at(config, "peak", 0.5) == [3, 7]
+
+
+@pytest.mark.parametrize(
+    ("per_job", "blocks"),
+    [(None, [[8, 9, 10, 11, 12]]), (2, [[8, 9], [10, 11], [12]]), (5, [[8, 9, 10, 11, 12]]),
+     (1, [[8], [9], [10], [11], [12]])],
+)  # fmt: skip
+def test_focus_only_seeds_are_cut_into_blocks_of_one_job(good, per_job, blocks):
+    config = copy.deepcopy(good)
+    config["seeds"] = [3, 7]
+    config["eval"] = {"focus_seeds": 7} | ({"focus_seeds_per_job": per_job} if per_job else {})
+    validate_config(config)  # the default: 10 seeds per job
+    assert focus_only_blocks(config) == blocks
+    del config["eval"]["focus_seeds"]
+    assert focus_only_blocks(validate_config(config)) == []

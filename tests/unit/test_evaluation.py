@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,22 +30,33 @@ def test_causal_metrics_match_a_plain_loop(tiny_llama):
     assert result["top1"] == correct / len(losses)
 
 
-@pytest.mark.parametrize("method", ["zero", "peak"])
-def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_path, method):
-    """The model is loaded once and the fold-in undone between fractions: same bits as fresh."""
-    ids = np.random.default_rng(1).integers(4, 60, size=(6, 12))
+def seed_chain(
+    tiny_llama: Path, tmp_path: Path, seeds: list[int], method: str
+) -> tuple[list[str], list[Path]]:
+    """Tokens, statistics, baseline and one selection per seed of the tiny Llama; returns the
+    options of ``evaluate --method <method>`` but seeds, fractions and outputs, and the
+    selections."""
+    ids = np.random.default_rng(5).integers(4, 60, size=(6, 12))
     tokens = tmp_path / "eval.arrow"
     write_model_tokens(tokens, sequences_table(ids), tiny_llama)
     model = ["--model-source", str(tiny_llama), "--task", "causal-lm"]
     runtime = ["--tokens", str(tokens), "--device", "cpu", "--batch-size", "4"]
-    stats, selection = tmp_path / "stats.zarr", tmp_path / "seed0.zarr"
+    stats, baseline = tmp_path / "stats.zarr", tmp_path / "baseline.json"
     main(["statistics", *model, *runtime, "--bin-width", "0.05", "--out", str(stats)])
-    main(["select", *model, "--seed", "0", "--out", str(selection)])
-    main(["baseline", *model, *runtime, "--model-name", "tiny", "--out",
-          str(tmp_path / "baseline.json")])  # fmt: skip
-    common = [*model, *runtime, "--model-name", "tiny", "--method", method, "--seed", "0",
-              "--selection", str(selection),
-              "--stats", str(stats), "--baseline", str(tmp_path / "baseline.json")]  # fmt: skip
+    main(["baseline", *model, *runtime, "--model-name", "tiny", "--out", str(baseline)])
+    selections = [tmp_path / f"seed{seed}.zarr" for seed in seeds]
+    for seed, selection in zip(seeds, selections, strict=True):
+        main(["select", *model, "--seed", str(seed), "--out", str(selection)])
+    common = [*model, *runtime, "--model-name", "tiny", "--method", method, "--stats", str(stats),
+              "--baseline", str(baseline)]  # fmt: skip
+    return common, selections
+
+
+@pytest.mark.parametrize("method", ["zero", "peak"])
+def test_one_job_of_many_fractions_equals_one_job_per_fraction(tiny_llama, tmp_path, method):
+    """The model is loaded once and the fold-in undone between fractions: same bits as fresh."""
+    common, (selection,) = seed_chain(tiny_llama, tmp_path, [0], method)
+    common += ["--seed", "0", "--selection", str(selection)]
 
     fractions = ["0.00", "0.30", "0.70", "1.00"]
     together = [tmp_path / f"together{f}.json" for f in fractions]
@@ -66,6 +78,64 @@ def test_fractions_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys):
     assert "evaluate: error: --fraction and --out must pair up: got 2 fractions and 1 output" in (
         capsys.readouterr().err
     )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_job_of_many_seeds_writes_the_bytes_of_one_job_per_seed(
+    tiny_llama, tmp_path, monkeypatch
+):
+    """Seeds in one command (the model loaded once, outputs seed-major) write what each seed's
+    own command writes, byte for byte; fraction 0 reuses the baseline."""
+    from neuron_ablation import evaluation
+
+    seeds, fractions = [3, 4, 5], ["0.00", "0.50", "0.90"]
+    common, selections = seed_chain(tiny_llama, tmp_path, seeds, "peak")
+    loads = []
+    load = evaluation._load
+    monkeypatch.setattr(evaluation, "_load", lambda job: loads.append(job.seed) or load(job))
+    together = [tmp_path / "together" / f"{s}_{f}.json" for s in seeds for f in fractions]
+    args = ["evaluate", *common, "--seed", *map(str, seeds), "--fraction", *fractions,
+            "--selection", *map(str, selections), "--out", *map(str, together)]  # fmt: skip
+    assert main(args) == 0
+    assert loads == [3]
+    for seed, selection in zip(seeds, selections, strict=True):
+        alone = [tmp_path / "alone" / f"{seed}_{f}.json" for f in fractions]
+        main(["evaluate", *common, "--seed", str(seed), "--fraction", *fractions,
+              "--selection", str(selection), "--out", *map(str, alone)])  # fmt: skip
+        for path in alone:
+            assert (tmp_path / "together" / path.name).read_bytes() == path.read_bytes()
+    assert len({read_json(p)["loss"] for p in together if "0.90" in p.name}) == len(seeds)
+    assert {read_json(p)["seed"] for p in together} == set(seeds)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"--selection": ["a.zarr"]},
+            "--seed and --selection must pair up: got 2 seeds and 1 selections",
+        ),
+        (
+            {"--out": ["a.json", "b.json", "c.json"]},
+            "--out needs one path per (seed, fraction), seed-major: got 2 seeds x 2 fractions "
+            "and 3 output paths",
+        ),
+        ({"--seed": ["1", "1"]}, "--seed lists a seed twice: [1, 1]"),
+        (
+            {"--optimal": ["o.zarr"]},
+            "--optimal holds the constants of one seed: give one --seed with it",
+        ),
+    ],
+)
+def test_seeds_selections_and_outputs_must_pair_up(tiny_llama, tmp_path, capsys, change, message):
+    options = {"--seed": ["1", "2"], "--selection": ["a.zarr", "b.zarr"], "--fraction":
+               ["0.5", "0.9"], "--out": [str(tmp_path / f"{n}.json") for n in "abcd"]}  # fmt: skip
+    options |= change
+    args = ["evaluate", "--model-name", "tiny", "--model-source", str(tiny_llama), "--task",
+            "causal-lm", "--tokens", "unused.arrow", "--method", "zero"]  # fmt: skip
+    args += [word for option, values in options.items() for word in (option, *values)]
+    assert main(args) == 2
+    assert f"evaluate: error: {message}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import shutil
 
 import numpy as np
 import polars as pl
@@ -109,9 +110,9 @@ def test_tables_and_figures(pipeline_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def dry_run_jobs(workdir, config) -> dict[str, int]:
-    """Rule -> number of jobs that `snakemake -n` would run."""
-    output = run_snakemake(workdir, config, "-n", "--cores", "1").stdout
+def dry_run_jobs(workdir, config, *targets: str) -> dict[str, int]:
+    """Rule -> number of jobs that `snakemake -n` would run (for ``targets``, else all)."""
+    output = run_snakemake(workdir, config, "-n", "--cores", "1", *targets).stdout
     lines = output.split("Job stats:")[1].strip().splitlines()[2:]
     jobs = {}
     for line in lines:
@@ -132,9 +133,10 @@ def dry_run_jobs(workdir, config) -> dict[str, int]:
             {"evaluate": 3},
         ),
         (
-            # a new seed: its selection, and one job per method at the focus fractions
+            # a new seed: its selection, and one job per method at the focus fractions, of the
+            # block of focus-only seeds 2 and 3 (eval.focus_seeds_per_job: 10)
             lambda c: c["eval"].update(focus_seeds=4),
-            {"select_neurons": 1, "evaluate_focus": 3},
+            {"select_neurons": 1, "evaluate_focus_2_3": 3},
         ),
         (
             # a new fraction is a new output of every (method, seed) job; 30 % is no focus
@@ -145,7 +147,7 @@ def dry_run_jobs(workdir, config) -> dict[str, int]:
         (
             lambda c: c["stats"].update(bin_width=0.02),
             # statistics and every mean/peak evaluation; zero ablation needs no statistics
-            {"statistics": 1, "evaluate": 4, "evaluate_focus": 2},
+            {"statistics": 1, "evaluate": 4, "evaluate_focus_2": 2},
         ),
     ],
 )
@@ -160,10 +162,10 @@ def test_only_invalidated_jobs_rerun(pipeline_run, change, expected):
         "select_neurons",
         "baseline",
         "evaluate",
-        "evaluate_focus",
     )
     # Stages up to evaluation rerun exactly as expected; aggregation reruns after any change.
-    assert {rule: n for rule, n in jobs.items() if rule in upstream} == expected
+    rerun = {r: n for r, n in jobs.items() if r in upstream or r.startswith("evaluate_focus_")}
+    assert rerun == expected
     assert jobs["tables"] == 1
     run_snakemake(workdir, config, "-n", "--cores", "1")  # restore the original config file
 
@@ -188,3 +190,49 @@ def test_focus_only_seeds_score_the_focus_fractions_only(pipeline_run):
     summary = pl.read_csv(workdir / "results/tables/comparison.csv")
     n_seeds = dict(summary.group_by("fraction").agg(pl.col("n_seeds").max()).iter_rows())
     assert n_seeds == {0.0: 2, 0.5: 3, 0.9: 3, 1.0: 2}
+
+
+def test_focus_only_seeds_run_in_blocks_as_their_one_seed_jobs(pipeline_run, tmp_path):
+    """eval.focus_seeds_per_job: 2 cuts the focus-only seeds 2..5 into the blocks 2-3 and 4-5,
+    one job per (block, method) that loads the model once; every seed's results are the bytes
+    that its own job writes (focus_seeds_per_job: 1)."""
+    source, config = pipeline_run
+    targets = [
+        f"results/tiny/eval/{method}/seed{seed}/frac{fraction}.json"
+        for method in config["methods"]
+        for seed in range(2, 6)
+        for fraction in ("0.50", "0.90")
+    ]
+    expected = {  # seed 2 alone is the run's own job, done already
+        2: {"evaluate_focus_2_3": 3, "evaluate_focus_4_5": 3},
+        1: {"evaluate_focus_3": 3, "evaluate_focus_4": 3, "evaluate_focus_5": 3},
+    }
+
+    def focus(n_seeds: int, per_job: int) -> dict:
+        changed = copy.deepcopy(config)
+        changed["eval"] |= {"focus_seeds": n_seeds, "focus_seeds_per_job": per_job}
+        return changed
+
+    results = {}
+    for per_job, jobs in expected.items():
+        workdir = tmp_path / f"per_job{per_job}"
+        shutil.copytree(source, workdir, symlinks=True)  # copy2 keeps times: nothing outdated
+        changed = focus(6, per_job)
+        found = dry_run_jobs(workdir, changed, *targets)
+        assert {r: n for r, n in found.items() if r.startswith("evaluate_focus")} == jobs
+        run_snakemake(workdir, changed, "--cores", "2", *targets)
+        results[per_job] = {target: (workdir / target).read_bytes() for target in targets}
+    assert results[2] == results[1]
+    assert len(set(results[2].values())) == len(targets)  # every seed its own result
+    bench = tmp_path / "per_job2/results/benchmarks/evaluate_focus/tiny"
+    assert sorted(p.name for p in bench.glob("peak_*")) == ["peak_seeds2.tsv", "peak_seeds2_3.tsv",
+                                                            "peak_seeds4_5.tsv"]  # fmt: skip
+    # set-threads and set-resources of evaluate_focus (profiles/slurm) reach the rule of a new
+    # block, 6-7, which no profile can name
+    options = ["-n", "-p", "--cores", "2", "--set-threads", "evaluate_focus=2",
+               "--set-resources", "evaluate_focus:slurm_partition=focus"]  # fmt: skip
+    dry = run_snakemake(tmp_path / "per_job2", focus(8, 2), *options).stdout.splitlines()
+    commands = [line for line in dry if "neuron-ablation evaluate" in line]
+    assert len(commands) == 3 and all("--threads 2 " in line for line in commands), dry
+    resources = [line for line in dry if line.strip().startswith("resources:")]
+    assert sum("slurm_partition=focus" in line for line in resources) == 3, dry

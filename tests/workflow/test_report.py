@@ -109,5 +109,6 @@ def test_slurm_profile_sets_resources_of_real_rules():
     for rule, resources in profile["set-resources"].items():
         assert rule in rules, rule
         assert {"gpu", "mem_mb", "runtime"} <= set(resources), rule
-    # evaluate_focus is a `use rule evaluate as evaluate_focus`, with evaluate's threads
+    # evaluate_focus: the threads of every evaluate_focus_<first>_<last> rule, one per block of
+    # focus-only seeds (common.smk take_focus_settings), which no profile can name
     assert set(profile["set-threads"]) <= rules | {"evaluate_focus"}

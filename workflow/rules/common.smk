@@ -5,7 +5,7 @@ from neuron_ablation import paths
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
-    focus_seeds,
+    focus_only_blocks,
     input_count,
     is_focus,
     method_fractions,
@@ -46,11 +46,10 @@ def run_preflight():
 MODELS = config["models"]
 ENV = "../../environment.yml"
 FRACTIONS = [paths.fraction_label(f) for f in config["fractions"]]
-# Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds; rule evaluate_focus).
-FOCUS_FRACTIONS = [
-    paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)
-]
-FOCUS_ONLY_SEEDS = [s for s in focus_seeds(config) if s not in config["seeds"]]
+# Seeds beyond `seeds` score only the focus fractions (eval.focus_seeds), a block of
+# eval.focus_seeds_per_job seeds per job (rules evaluate_focus_<first>_<last>).
+FOCUS_FRACTIONS = [paths.fraction_label(f) for f in config["fractions"] if is_focus(config, f)]
+FOCUS_ONLY_BLOCKS = focus_only_blocks(config)
 # Method optimal is trained and scored at optimal.fractions only (rules optimal, evaluate_optimal).
 OPTIMAL_FRACTIONS = [
     paths.fraction_label(f) for f in method_fractions(config, "optimal")
@@ -192,12 +191,12 @@ def get_eval_results(wildcards):
 
 
 def get_job_fractions(wildcards):
-    """The fraction labels one evaluation job scores (its --fraction, and its outputs): every
-    fraction for a seed of `seeds`, the focus fractions for a focus-only seed (evaluate_focus),
-    those of `optimal.fractions` for method optimal (evaluate_optimal)."""
+    """The fraction labels one evaluation job of a seed of `seeds` scores (its --fraction, and
+    its outputs): every fraction, or those of `optimal.fractions` for method optimal
+    (evaluate_optimal). Blocks of focus-only seeds score FOCUS_FRACTIONS."""
     if method_spec(wildcards.method).needs_training:
         return OPTIMAL_FRACTIONS
-    return FOCUS_FRACTIONS if int(wildcards.seed) in FOCUS_ONLY_SEEDS else FRACTIONS
+    return FRACTIONS
 
 
 def get_sweep_args(wildcards):
@@ -261,21 +260,35 @@ def get_dataset_split_args(wildcards):
 
 
 def get_evaluate_inputs(wildcards):
-    """The inputs of one evaluation job (rules evaluate, evaluate_focus, evaluate_optimal):
-    the model, the evaluation tokens and the seed's selection; what the method's constants or
-    replacements come from, if any fraction ablates a neuron; the baseline, for fraction 0.
-    """
+    """The inputs of one evaluation job of a seed of `seeds` (rules evaluate, evaluate_optimal)."""
+    selection = paths.selection(wildcards.model, wildcards.seed)
+    return scored_inputs(wildcards, selection, get_job_fractions(wildcards))
+
+
+def get_focus_block_inputs(seeds):
+    """The input function of an evaluate_focus job: the selections of its block of focus-only
+    seeds, in order, scored at the focus fractions."""
+    return lambda wildcards: scored_inputs(
+        wildcards, [paths.selection(wildcards.model, s) for s in seeds], FOCUS_FRACTIONS
+    )
+
+
+def scored_inputs(wildcards, selection, fractions):
+    """What an evaluate command reads to score `selection` (one path, or one per seed) at the
+    fraction labels `fractions`: the model, the evaluation tokens, the selection; what the
+    method's constants or replacements come from, if any fraction ablates a neuron; the
+    baseline, for fraction 0."""
     model, method = wildcards.model, method_spec(wildcards.method)
     inputs = {
         "model": get_model_digest(wildcards),
         "tokens": paths.tokens(model, "eval"),
-        "selection": paths.selection(model, wildcards.seed),
+        "selection": selection,
     }
-    fractions = [float(f) for f in get_job_fractions(wildcards)]
+    fractions = [float(f) for f in fractions]
     if method.name in NEEDS_STATISTICS:
         inputs["stats"] = paths.stats(model)
     if method.needs_training and any(f > 0.0 for f in fractions):
-        inputs["optimal"] = paths.optimal(model, wildcards.seed)
+        inputs["optimal"] = paths.optimal(model, wildcards.seed)  # one seed per optimal job
     if method.needs_bank and any(f > 0.0 for f in fractions):
         inputs["bank"] = resample_bank(model, method.name)
     if any(f == 0.0 for f in fractions):
@@ -283,8 +296,28 @@ def get_evaluate_inputs(wildcards):
     return inputs
 
 
+def focus_block_name(seeds):
+    """(name of the rule, label of its log and benchmark) of a block, after its first and last
+    seed."""
+    first, last = seeds[0], seeds[-1]
+    label = str(first) if first == last else f"{first}_{last}"
+    return f"evaluate_focus_{label}", f"{{model}}/{{method}}_seeds{label}"
+
+
+def take_focus_settings(name):
+    """Give the rule `name` of a block of focus-only seeds what --set-threads and --set-resources
+    give evaluate_focus (profiles/slurm), since Snakemake matches them by rule name and a block's
+    rule is named by its seeds; entries of `name` itself still win."""
+    resources, settings = getattr(rules, name).rule.resources, workflow.resource_settings
+    threads = settings.overwrite_threads
+    if "evaluate_focus" in threads:
+        resources["_cores"] = threads.get(name, threads["evaluate_focus"])
+    for entry in ("evaluate_focus", name):
+        resources.update(settings.overwrite_resources.get(entry, {}))
+
+
 def get_optional_input_args(wildcards, input):
-    """--stats, --optimal, --baseline and --bank, for those of get_evaluate_inputs there are."""
+    """--stats, --optimal, --baseline and --bank, for those of scored_inputs there are."""
     names = ("stats", "optimal", "baseline", "bank")
     return [arg for n in names if n in input.keys() for arg in (f"--{n}", input[n])]
 

@@ -1,6 +1,6 @@
 # Stage 3: nested random neuron selection per seed; stage 4: one result per
 # (model, method, seed, fraction), written by one job per (model, method, seed) that loads the
-# model once and scores every fraction.
+# model once and scores every fraction (focus-only seeds: one job per block of seeds).
 
 
 rule select_neurons:
@@ -81,17 +81,48 @@ rule evaluate:
         " --out {output:q} > {log:q} 2>&1"
 
 
-if FOCUS_ONLY_SEEDS:
+# The seeds of eval.focus_seeds beyond `seeds`: the focus fractions only, one job per (model,
+# method, block of eval.focus_seeds_per_job seeds) that loads the model once for the block. A
+# rule per block, because a block's outputs name its seeds and no wildcard can list them.
+for block in FOCUS_ONLY_BLOCKS:
+    rule_name, label = focus_block_name(block)
 
-    # The seeds of eval.focus_seeds beyond `seeds`: the same job at the focus fractions only.
-    use rule evaluate as evaluate_focus with:
+    rule:
+        name:
+            rule_name
+        input:
+            unpack(get_focus_block_inputs(block)),
         output:
             [
-                paths.eval_result("{model}", "{method}", "{seed}", fraction)
+                paths.eval_result("{model}", "{method}", seed, fraction)
+                for seed in block
                 for fraction in FOCUS_FRACTIONS
-            ],
+            ],  # seed-major, as evaluate --out takes them
+        log:
+            paths.log("evaluate_focus", label),
+        benchmark:
+            paths.benchmark("evaluate_focus", label)
         wildcard_constraints:
             method=_alternatives(
                 m for m in config["methods"] if not method_spec(m).needs_training
             ),
-            seed=_alternatives(str(s) for s in FOCUS_ONLY_SEEDS),
+        conda:
+            ENV
+        threads: 1
+        resources:
+            **model_resources(),
+        params:
+            **model_params(),
+            seeds=block,
+            fractions=FOCUS_FRACTIONS,
+            optional=get_optional_input_args,
+            sweep=get_sweep_args,
+        shell:
+            "neuron-ablation evaluate --model-source={params.model:q} --task {params.task:q}"
+            " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
+            " --model-name={wildcards.model:q} --method {wildcards.method:q}"
+            " --seed {params.seeds:q} --fraction {params.fractions:q}"
+            " --selection {input.selection:q} {params.optional:q} {params.sweep:q}"
+            " --model-digest {input.model:q} --out {output:q} > {log:q} 2>&1"
+
+    take_focus_settings(rule_name)
