@@ -91,9 +91,10 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     """Score ``job`` at every fraction, loading the model once; write one JSON per fraction.
 
     Nothing is ablated at fraction 0 (``round(0 * width) == 0``): there the clean baseline,
-    computed once per model, is reused when given. Every input is read and checked before the
-    first result is written, and every fraction is scored before any is written (non-finite
-    logits at one fraction leave none).
+    computed once per model, is reused when given, on fraction 0's own rows (its first
+    ``sweep_items`` when 0 is a sweep fraction, like every other sweep fraction). Every input
+    is read and checked before the first result is written, and every fraction is scored before
+    any is written (non-finite logits at one fraction leave none).
     """
     from neuron_ablation.integrity import read_result
     from neuron_ablation.io import write_json
@@ -108,7 +109,8 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     results = []
     for fraction, out in reused:
         record = provenance(fraction, {"baseline": job.baseline})
-        result = read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}
+        clean = first_rows(read_result(job.baseline), job.scored_items(fraction))
+        result = clean | job.meta(fraction) | {"n_ablated": 0}
         results.append((out, result | {PROVENANCE_KEY: record}))
         log.info("fraction 0 ablates nothing: reusing %s for %s", job.baseline, out)
     with of_model(job.model_name, f"evaluation of {job.method} seed {job.seed}"):
@@ -236,6 +238,35 @@ def _resample_scorer(job: EvaluationJob) -> Scorer:
     return score
 
 
+SWEEP_KEY = "sweep"
+"""The baseline's figures on the sweep rows, when ``eval.sweep`` is set (:func:`run_baseline`)."""
+
+
+def first_rows(result: dict[str, Any], items: int | None) -> dict[str, Any]:
+    """``result`` (an evaluation JSON with per-sequence lists) restricted to its first ``items``
+    rows: every metric, ``n_tokens`` and the lists recomputed from those rows' sums, as if only
+    they had been scored; ``result`` without its token-set record when ``items`` is None."""
+    from neuron_ablation.metrics import COUNT_KEY, METRICS, totals
+
+    result = {key: value for key, value in result.items() if key != SWEEP_KEY}
+    if items is None:
+        return result
+    keys = [COUNT_KEY, *(m.numerator for m in METRICS)]
+    lists = {key: result[key][:items] for key in keys}
+    return result | totals(lists) | {"n_tokens": sum(lists[COUNT_KEY])} | lists
+
+
+def token_set(result: dict[str, Any], items: int | None) -> dict[str, Any]:
+    """What the clean model scores on the first ``items`` rows of ``result`` (None: all): the
+    rows asked for (``first_items``), the rows and tokens there were, and every metric."""
+    from neuron_ablation.metrics import COUNT_KEY, names
+
+    rows = first_rows(result, items)
+    return {"first_items": items, "n_items": len(rows[COUNT_KEY]), "n_tokens": rows["n_tokens"]} | {
+        name: rows[name] for name in names()
+    }
+
+
 def run_baseline(
     model_name: str,
     model_source: str,
@@ -246,19 +277,29 @@ def run_baseline(
     device: str = "auto",
     dtype: str = "float32",
     model_digest: str | None = None,
+    sweep_items: int | None = None,
 ) -> dict[str, Any]:
-    """Score the clean model and write ``out``; returns the result."""
+    """Score the clean model and write ``out``; returns the result.
+
+    With ``sweep_items`` (``eval.sweep``), the result also records the clean figures on the
+    sweep fractions' rows, the first ``sweep_items``, under ``"sweep"`` (:func:`token_set`,
+    computed from the same per-sequence sums), so that every fraction is compared with the
+    clean model on its own tokens; the top-level figures stay those of the whole split.
+    """
     from neuron_ablation.io import write_json
     from neuron_ablation.models import load_model_and_inputs
     from neuron_ablation.provenance import check_artifact, make_record, model_input
 
     model_record = model_input(model_source, model_digest)
     check_artifact(tokens, {"inputs.model": model_record["id"]})
-    provenance = make_record({"model": model_record, "tokens": tokens}, {"dtype": dtype})
+    settings = {"dtype": dtype} | ({} if sweep_items is None else {"sweep_items": sweep_items})
+    provenance = make_record({"model": model_record, "tokens": tokens}, settings)
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     with of_model(model_name, "baseline"):
         result = evaluate(model, columns, task, batch_size)
     result |= {"model": model_name, "n_ablated": 0, PROVENANCE_KEY: provenance}
+    if sweep_items is not None:
+        result[SWEEP_KEY] = token_set(result, sweep_items)
     write_json(out, result)
     log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
     return result
