@@ -85,7 +85,7 @@ def read_baselines(paths: Iterable[str | Path]) -> pl.DataFrame:
     """One row per token set a clean baseline was scored on: model, ``first_items`` (null for
     the whole evaluation split, else the sweep's rows), ``n_items``, ``n_tokens`` and
     ``baseline_<metric>`` per registered metric (stored units)."""
-    from neuron_ablation.evaluation import SWEEP_KEY, token_set
+    from neuron_ablation.metrics import SWEEP_KEY, token_set
 
     rows = []
     for path in paths:

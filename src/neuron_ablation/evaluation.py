@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from neuron_ablation.finite import of_model
+from neuron_ablation.metrics import SWEEP_KEY, first_rows, token_set
 from neuron_ablation.provenance import PROVENANCE_KEY
 from neuron_ablation.scoring import (
     evaluate,
@@ -238,35 +239,6 @@ def _resample_scorer(job: EvaluationJob) -> Scorer:
     return score
 
 
-SWEEP_KEY = "sweep"
-"""The baseline's figures on the sweep rows, when ``eval.sweep`` is set (:func:`run_baseline`)."""
-
-
-def first_rows(result: dict[str, Any], items: int | None) -> dict[str, Any]:
-    """``result`` (an evaluation JSON with per-sequence lists) restricted to its first ``items``
-    rows: every metric, ``n_tokens`` and the lists recomputed from those rows' sums, as if only
-    they had been scored; ``result`` without its token-set record when ``items`` is None."""
-    from neuron_ablation.metrics import COUNT_KEY, METRICS, totals
-
-    result = {key: value for key, value in result.items() if key != SWEEP_KEY}
-    if items is None:
-        return result
-    keys = [COUNT_KEY, *(m.numerator for m in METRICS)]
-    lists = {key: result[key][:items] for key in keys}
-    return result | totals(lists) | {"n_tokens": sum(lists[COUNT_KEY])} | lists
-
-
-def token_set(result: dict[str, Any], items: int | None) -> dict[str, Any]:
-    """What the clean model scores on the first ``items`` rows of ``result`` (None: all): the
-    rows asked for (``first_items``), the rows and tokens there were, and every metric."""
-    from neuron_ablation.metrics import COUNT_KEY, names
-
-    rows = first_rows(result, items)
-    return {"first_items": items, "n_items": len(rows[COUNT_KEY]), "n_tokens": rows["n_tokens"]} | {
-        name: rows[name] for name in names()
-    }
-
-
 def run_baseline(
     model_name: str,
     model_source: str,
@@ -282,9 +254,10 @@ def run_baseline(
     """Score the clean model and write ``out``; returns the result.
 
     With ``sweep_items`` (``eval.sweep``), the result also records the clean figures on the
-    sweep fractions' rows, the first ``sweep_items``, under ``"sweep"`` (:func:`token_set`,
-    computed from the same per-sequence sums), so that every fraction is compared with the
-    clean model on its own tokens; the top-level figures stay those of the whole split.
+    sweep fractions' rows, the first ``sweep_items``, under ``"sweep"``
+    (:func:`neuron_ablation.metrics.token_set`, computed from the same per-sequence sums), so
+    that every fraction is compared with the clean model on its own tokens; the top-level
+    figures stay those of the whole split.
     """
     from neuron_ablation.io import write_json
     from neuron_ablation.models import load_model_and_inputs
