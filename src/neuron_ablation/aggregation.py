@@ -123,7 +123,8 @@ def with_baselines(results: pl.DataFrame, baselines: pl.DataFrame) -> pl.DataFra
             f"was scored on {sets or 'none'} (rerun it with the run's eval.sweep: snakemake "
             "--cores all --forcerun baseline)"
         )
-    return joined.select(*results.columns, "first_items", "n_items", *baselines.columns[4:])
+    clean = [_baseline(name) for name in metrics.names()]
+    return joined.select(*results.columns, "first_items", "n_items", *clean)
 
 
 def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
@@ -134,14 +135,16 @@ def read_results(paths: Iterable[str | Path]) -> pl.DataFrame:
 def summarise(results: pl.DataFrame) -> pl.DataFrame:
     """Mean and std over seeds per (model, method, fraction): ``<metric>_mean`` and
     ``<metric>_std`` per registered metric (``metrics.METRICS``, in its order), in shown units
-    (``Metric.scale``: top-1 in %), then ``n_seeds``."""
+    (``Metric.scale``: top-1 in %), then ``n_seeds``; for rows with baselines
+    (:func:`with_baselines`) also ``first_items``, ``n_items``, ``n_tokens`` and
+    ``baseline_<metric>`` (shown units) before ``n_seeds``."""
     per_metric = []
     for m in metrics.METRICS:
         per_metric += [
             (pl.col(m.name).mean() * m.scale).alias(f"{m.name}_mean"),
             (pl.col(m.name).std(ddof=1) * m.scale).alias(f"{m.name}_std"),
         ]
-    if _BASELINE_COLUMNS[0] in results.columns:  # one token set per (model, fraction)
+    if has_baselines(results):  # one token set per (model, fraction)
         per_metric += [pl.col("first_items", "n_items", "n_tokens").first()]
         per_metric += [(pl.col(_baseline(m.name)).first() * m.scale) for m in metrics.METRICS]
     return (
@@ -151,20 +154,24 @@ def summarise(results: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-_BASELINE_COLUMNS = ("first_items",)
-"""Columns :func:`with_baselines` adds first: their presence says baselines were given."""
+def has_baselines(frame: pl.DataFrame) -> bool:
+    """Whether ``frame``'s rows carry their token set and clean figures (:func:`with_baselines`,
+    or a :func:`summarise` of such rows): a run with ``eval.sweep``."""
+    return "first_items" in frame.columns
 
 
 def table2(summary: pl.DataFrame) -> pl.DataFrame:
     """The paper's Table 2: rows (metric, setting, method), columns mean, std and ``gap`` (the
-    method's mean minus optimal's at that setting, where optimal ran) per model."""
+    method's mean minus optimal's at that setting, where optimal ran) per model; with baselines
+    (:func:`has_baselines`) also ``n_seeds``, ``n_items`` and ``n_tokens`` per model, and the
+    baseline row(s) of the token set(s) of Table 2's fractions (:func:`clean_rows`)."""
     names = metrics.names()
     pruned = summary.filter(pl.col("fraction").is_in(TABLE2_FRACTIONS)).with_columns(
         setting=(pl.col("fraction") * 100).round(0).cast(pl.Int64).cast(pl.Utf8) + " %"
     )
     # With baselines, the clean row(s) of the token set(s) Table 2's fractions were scored on,
     # and each row's seeds and tokens; else fraction 0's results (the same clean evaluation).
-    counts = list(TOKEN_SET_COUNTS) if _BASELINE_COLUMNS[0] in summary.columns else []
+    counts = list(TOKEN_SET_COUNTS) if has_baselines(summary) else []
     baseline = clean_rows(pruned) if counts else _fraction0_rows(summary)
     columns = ["model", "setting", "method"]
     columns += [f"{name}_{stat}" for name in names for stat in ("mean", "std")]
@@ -270,7 +277,7 @@ def table2_markdown(table: pl.DataFrame, models: list[str]) -> str:
             f"method's mean minus optimal's at the same setting ({units}); - where a method was "
             "not run. Intervals: comparison.md."
         )
-    if f"n_tokens_{models[0]}" in table.columns if models else False:
+    if any(column.startswith("n_tokens_") for column in table.columns):
         lines += (
             ["", token_set_note(table, models)] if lines[-1] else [token_set_note(table, models)]
         )
@@ -332,7 +339,7 @@ def plot_model(summary: pl.DataFrame, model: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    changes = _BASELINE_COLUMNS[0] in summary.columns
+    changes = has_baselines(summary)
     data = summary.filter(pl.col("model") == model)
     panels = metrics.METRICS
     height = 4.6 if changes else 4  # room for the caption
