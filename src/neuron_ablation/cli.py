@@ -49,14 +49,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _aggregate(args: argparse.Namespace) -> None:
     from neuron_ablation.aggregation import write_tables
 
-    write_tables(args.eval_files, Path(args.tables))
+    write_tables(args.eval_files, Path(args.tables), args.baselines)
     log.info("wrote tables to %s", args.tables)
 
 
 def _plot(args: argparse.Namespace) -> None:
     from neuron_ablation.aggregation import write_figure
 
-    write_figure(args.eval_files, Path(args.out))
+    write_figure(args.eval_files, Path(args.out), args.baselines)
     log.info("wrote %s", args.out)
 
 
@@ -154,6 +154,17 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def _add_baselines(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline",
+        dest="baselines",
+        action="append",
+        default=[],
+        help="a model's eval/baseline.json (repeatable): each fraction is then drawn and "
+        "tabulated against the clean model on its own tokens (runs with eval.sweep)",
+    )
+
+
 def _add_model_name(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-name", required=True, help="the model's name in the config (results carry it)"
@@ -217,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_runtime_args(p)
     _add_model_name(p)
+    p.add_argument(
+        "--sweep-items",
+        type=int,
+        default=None,
+        help="also record the clean figures on the first N sequences/images (eval.sweep's rows)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=_stage("evaluation:run_baseline"))
 
@@ -311,11 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("aggregate", help="stage 5: CSV and markdown tables of all results")
     p.add_argument("--tables", required=True, help="output directory")
+    _add_baselines(p)
     p.add_argument("eval_files", nargs="+")
     p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("plot", help="stage 5: one model's figure")
     p.add_argument("--out", required=True, help="PNG path")
+    _add_baselines(p)
     p.add_argument("eval_files", nargs="+")
     p.set_defaults(func=_plot)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from neuron_ablation.finite import of_model
+from neuron_ablation.metrics import SWEEP_KEY, first_rows, token_set
 from neuron_ablation.provenance import PROVENANCE_KEY
 from neuron_ablation.scoring import (
     evaluate,
@@ -141,9 +142,10 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     """Score ``job`` at every fraction, loading the model once; write one JSON per fraction.
 
     Nothing is ablated at fraction 0 (``round(0 * width) == 0``): there the clean baseline,
-    computed once per model, is reused when given. Every input is read and checked before the
-    first result is written, and every fraction is scored before any is written (non-finite
-    logits at one fraction leave none).
+    computed once per model, is reused when given, on fraction 0's own rows (its first
+    ``sweep_items`` when 0 is a sweep fraction, like every other sweep fraction). Every input
+    is read and checked before the first result is written, and every fraction is scored before
+    any is written (non-finite logits at one fraction leave none).
     """
     run_evaluation_jobs([job])
 
@@ -183,7 +185,8 @@ def _run_seed(
     results = []
     for fraction, out in reused:
         record = provenance(fraction, {"baseline": job.baseline})
-        result = read_result(job.baseline) | job.meta(fraction) | {"n_ablated": 0}
+        clean = first_rows(read_result(job.baseline), job.scored_items(fraction))
+        result = clean | job.meta(fraction) | {"n_ablated": 0}
         results.append((out, result | {PROVENANCE_KEY: record}))
         log.info("fraction 0 ablates nothing: reusing %s for %s", job.baseline, out)
     with of_model(job.model_name, f"evaluation of {job.method} seed {job.seed}"):
@@ -317,19 +320,30 @@ def run_baseline(
     device: str = "auto",
     dtype: str = "float32",
     model_digest: str | None = None,
+    sweep_items: int | None = None,
 ) -> dict[str, Any]:
-    """Score the clean model and write ``out``; returns the result."""
+    """Score the clean model and write ``out``; returns the result.
+
+    With ``sweep_items`` (``eval.sweep``), the result also records the clean figures on the
+    sweep fractions' rows, the first ``sweep_items``, under ``"sweep"``
+    (:func:`neuron_ablation.metrics.token_set`, computed from the same per-sequence sums), so
+    that every fraction is compared with the clean model on its own tokens; the top-level
+    figures stay those of the whole split.
+    """
     from neuron_ablation.io import write_json
     from neuron_ablation.models import load_model_and_inputs
     from neuron_ablation.provenance import check_artifact, make_record, model_input
 
     model_record = model_input(model_source, model_digest)
     check_artifact(tokens, {"inputs.model": model_record["id"]})
-    provenance = make_record({"model": model_record, "tokens": tokens}, {"dtype": dtype})
+    settings = {"dtype": dtype} | ({} if sweep_items is None else {"sweep_items": sweep_items})
+    provenance = make_record({"model": model_record, "tokens": tokens}, settings)
     model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
     with of_model(model_name, "baseline"):
         result = evaluate(model, columns, task, batch_size)
     result |= {"model": model_name, "n_ablated": 0, PROVENANCE_KEY: provenance}
+    if sweep_items is not None:
+        result[SWEEP_KEY] = token_set(result, sweep_items)
     write_json(out, result)
     log.info("baseline top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
     return result

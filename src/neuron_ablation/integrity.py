@@ -102,6 +102,7 @@ def check_result(path: str | os.PathLike, payload: Any) -> dict[str, Any]:
     if not 0.0 <= payload["top1"] <= 1.0:
         raise DamagedArtifact(path, f"top1 is {payload['top1']!r}, outside [0, 1]")
     _check_sequence_scores(path, payload)
+    _check_sweep(path, payload)
     for key, value in (paths.eval_result_fields(path) or {}).items():
         if key in payload and not _same(payload[key], value):
             raise DamagedArtifact(path, f"{key} is {payload[key]!r}, but the path says {value!r}")
@@ -109,6 +110,28 @@ def check_result(path: str | os.PathLike, payload: Any) -> dict[str, Any]:
 
 
 SEQUENCE_KEYS = ("seq_loss_sum", "seq_correct", "seq_n")
+
+
+def _check_sweep(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """A baseline's figures on the sweep rows, where present: what its own per-sequence lists
+    give on their first ``first_items`` rows (the tables compare sweep fractions with them)."""
+    record = payload.get(metrics.SWEEP_KEY)
+    if record is None:
+        return
+    items = record.get("first_items") if isinstance(record, dict) else None
+    if isinstance(items, bool) or not isinstance(items, int) or items < 1:
+        raise DamagedArtifact(path, f"{metrics.SWEEP_KEY} is {record!r}, not a token set record")
+    try:
+        expected = metrics.token_set(payload, items)
+    except ValueError as error:
+        raise DamagedArtifact(path, f"{metrics.SWEEP_KEY}: {error}") from None
+    wrong = {key: value for key, value in expected.items() if not _same(record.get(key), value)}
+    if wrong:
+        raise DamagedArtifact(
+            path,
+            f"{metrics.SWEEP_KEY} {sorted(wrong)} disagree with the first {items} rows' "
+            f"per-sequence lists, which give {wrong}",
+        )
 
 
 def _check_sequence_scores(path: str | os.PathLike, payload: dict[str, Any]) -> None:

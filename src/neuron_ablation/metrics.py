@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 COUNT_KEY = "seq_n"
 """The per-sequence list of scored predictions in an evaluation JSON: every metric's denominator."""
@@ -161,3 +162,41 @@ def totals(sequence_lists: dict[str, Sequence[float]]) -> dict[str, float]:
     """
     counts = sequence_lists[COUNT_KEY]
     return {m.name: m.accumulate(sequence_lists[m.numerator], counts) for m in METRICS}
+
+
+# --- an evaluation restricted to its first rows (the token set of eval.sweep) -----------------
+
+SWEEP_KEY = "sweep"
+"""The baseline's figures on the sweep rows, when ``eval.sweep`` is set (a :func:`token_set`
+record in ``eval/baseline.json``)."""
+
+
+def first_rows(result: dict[str, Any], items: int | None) -> dict[str, Any]:
+    """``result`` (an evaluation JSON with per-sequence lists) restricted to its first ``items``
+    rows: every metric, ``n_tokens`` and the lists recomputed from those rows' sums, as if only
+    they had been scored; ``result`` without its :data:`SWEEP_KEY` record when ``items`` is
+    None.
+
+    Raises:
+        ValueError: ``items`` given and ``result`` has no per-sequence lists.
+    """
+    result = {key: value for key, value in result.items() if key != SWEEP_KEY}
+    if items is None:
+        return result
+    keys = [COUNT_KEY, *(m.numerator for m in METRICS)]
+    missing = [key for key in keys if key not in result]
+    if missing:
+        raise ValueError(
+            f"the first {items} rows of a result without per-sequence lists {missing}: rerun it"
+        )
+    lists = {key: result[key][:items] for key in keys}
+    return result | totals(lists) | {"n_tokens": sum(lists[COUNT_KEY])} | lists
+
+
+def token_set(result: dict[str, Any], items: int | None) -> dict[str, Any]:
+    """What ``result`` scores on its first ``items`` rows (None: all): the rows asked for
+    (``first_items``), the rows and scored predictions there were (``n_items``, ``n_tokens``),
+    and every metric."""
+    rows = first_rows(result, items)
+    counts = {"first_items": items, "n_items": len(rows[COUNT_KEY]), "n_tokens": rows["n_tokens"]}
+    return counts | {name: rows[name] for name in names()}

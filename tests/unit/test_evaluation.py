@@ -190,6 +190,48 @@ def test_sweep_fractions_score_the_first_sequences_focus_fractions_all(tiny_llam
     assert read_json(full)["seq_loss_sum"][:2] == sweep["seq_loss_sum"]
 
 
+def test_the_baseline_of_a_sweep_scores_the_sweep_rows_too(tiny_llama, tmp_path):
+    """``--sweep-items``: the baseline records the clean model on the first rows as well (what a
+    clean evaluation of those rows alone gives), and fraction 0, a sweep fraction, reuses that."""
+    ids = np.random.default_rng(5).integers(4, 60, size=(6, 12))
+    model = ["--model-source", str(tiny_llama), "--task", "causal-lm", "--device", "cpu",
+             "--batch-size", "4", "--model-name", "tiny"]  # fmt: skip
+    for name, rows in (("eval", ids), ("first", ids[:2])):
+        write_model_tokens(tmp_path / f"{name}.arrow", sequences_table(rows), tiny_llama)
+    tokens = ["--tokens", str(tmp_path / "eval.arrow")]
+    main(["baseline", *model, *tokens, "--sweep-items", "2", "--out", str(tmp_path / "b.json")])
+    main(["baseline", *model, "--tokens", str(tmp_path / "first.arrow"),
+          "--out", str(tmp_path / "first.json")])  # fmt: skip
+    main(["baseline", *model, *tokens, "--out", str(tmp_path / "plain.json")])
+    baseline, first, plain = (read_json(tmp_path / f"{n}.json") for n in ("b", "first", "plain"))
+    sweep = baseline.pop("sweep")
+    assert (sweep["first_items"], sweep["n_items"], sweep["n_tokens"]) == (2, 2, 2 * 11)
+    assert sweep["n_tokens"] == first["n_tokens"]
+    assert sweep["top1"] == first["top1"]
+    assert math.isclose(sweep["loss"], first["loss"], rel_tol=1e-9)
+    # The whole split's figures are those of a run without a sweep, under the same keys.
+    assert set(plain) == set(baseline)
+    assert [baseline[k] for k in ("top1", "loss", "n_tokens")] == [
+        plain[k] for k in ("top1", "loss", "n_tokens")
+    ]
+    assert plain["provenance"]["settings"] == {"dtype": "float32"}
+
+    main(["select", "--model-source", str(tiny_llama), "--task", "causal-lm", "--seed", "0",
+          "--out", str(tmp_path / "seed0.zarr")])  # fmt: skip
+    outs = [tmp_path / "f00.json", tmp_path / "f05.json"]
+    main(["evaluate", *model, *tokens, "--method", "zero", "--seed", "0",
+          "--selection", str(tmp_path / "seed0.zarr"), "--fraction", "0.0", "0.5",
+          "--sweep-items", "2", "--focus", "0.5", "--baseline", str(tmp_path / "b.json"),
+          "--out", *map(str, outs)])  # fmt: skip
+    clean, focus = (read_json(p) for p in outs)
+    assert (clean["n_tokens"], clean["top1"], clean["loss"]) == (
+        sweep["n_tokens"], sweep["top1"], sweep["loss"],
+    )  # fmt: skip
+    assert np.allclose(clean["seq_loss_sum"], first["seq_loss_sum"], rtol=1e-9)
+    assert "sweep" not in clean
+    assert focus["n_tokens"] == plain["n_tokens"]
+
+
 @pytest.mark.parametrize("architecture", ["llama", "mistral", "opt", "gpt2", "gpt_neox"])
 def test_causal_head_runs_in_chunks_and_scores_as_the_full_logits(
     tmp_path, architecture, monkeypatch

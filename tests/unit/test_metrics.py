@@ -207,3 +207,32 @@ def test_an_unregistered_metric_is_not_shown():
 def test_metrics_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         metrics.metric("top1").scale = 1  # type: ignore[misc]
+
+
+def test_first_rows_are_scored_as_if_only_they_had_been():
+    result = {"top1": 0.5, "loss": 2.5, "n_tokens": 40, "seq_correct": [6, 5, 7, 2],
+              "seq_loss_sum": [10.0, 20.0, 30.0, 40.0], "seq_n": [10, 10, 10, 10],
+              "model": "m", "sweep": {"first_items": 2}}  # fmt: skip
+    first = metrics.first_rows(result, 2)
+    assert (first["top1"], first["loss"], first["n_tokens"]) == (0.55, 1.5, 20)
+    assert (first["seq_n"], first["model"]) == ([10, 10], "m")
+    assert "sweep" not in first and "sweep" not in metrics.first_rows(result, None)
+    assert metrics.token_set(result, 9) == {"first_items": 9, "n_items": 4, "n_tokens": 40,
+                                            "top1": 0.5, "loss": 2.5}  # fmt: skip
+    with pytest.raises(ValueError, match="without per-sequence lists"):
+        metrics.first_rows({"top1": 0.5, "loss": 2.5, "n_tokens": 40}, 2)
+
+
+def test_a_baseline_whose_sweep_figures_disagree_with_its_rows_is_damaged(tmp_path):
+    from neuron_ablation.io import write_json
+
+    lists = {"seq_correct": [6, 5, 7, 2], "seq_loss_sum": [10.0, 20.0, 30.0, 40.0],
+             "seq_n": [10, 10, 10, 10]}  # fmt: skip
+    clean = {"top1": 0.5, "loss": 2.5, "n_tokens": 40, "n_ablated": 0, **lists}
+    sweep = {"first_items": 2, "n_items": 2, "n_tokens": 20, "top1": 0.55, "loss": 1.5}
+    write_json(tmp_path / "baseline.json", clean | {"sweep": sweep})
+    assert integrity.read_result(tmp_path / "baseline.json")["sweep"] == sweep
+    for damage in ({"top1": 0.5}, {"n_tokens": 40}, {"first_items": 0}):
+        write_json(tmp_path / "baseline.json", clean | {"sweep": sweep | damage})
+        with pytest.raises(integrity.DamagedArtifact, match="sweep"):
+            integrity.read_result(tmp_path / "baseline.json")

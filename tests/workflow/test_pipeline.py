@@ -65,6 +65,9 @@ def test_statistics_store(pipeline_run):
 def test_selection_and_evaluations(pipeline_run):
     workdir, config = pipeline_run
     baseline = json.loads((workdir / "results/tiny/eval/baseline.json").read_text())
+    # No eval.sweep: the clean model on the whole split only, the keys it always had.
+    assert set(baseline) == {"top1", "loss", "n_tokens", "seq_loss_sum", "seq_correct", "seq_n",
+                             "model", "n_ablated", "provenance"}  # fmt: skip
     for seed in config["seeds"]:
         ranks = np.asarray(
             zarr.open_group(str(workdir / f"results/tiny/selection/seed{seed}.zarr"))["rank"][:]
@@ -236,3 +239,52 @@ def test_focus_only_seeds_run_in_blocks_as_their_one_seed_jobs(pipeline_run, tmp
     assert len(commands) == 3 and all("--threads 2 " in line for line in commands), dry
     resources = [line for line in dry if line.strip().startswith("resources:")]
     assert sum("slurm_partition=focus" in line for line in resources) == 3, dry
+
+
+def test_a_sweep_compares_each_fraction_with_the_clean_model_on_its_own_tokens(
+    tmp_path, tiny_llama, corpus_file
+):
+    """eval.sweep: the baseline scores the sweep's first rows too (as a clean evaluation of
+    those rows alone does); fraction 0 (a sweep fraction), every sweep fraction's reference and
+    the figure use it, Table 2's 50 % and 90 % the whole split's."""
+    from neuron_ablation.api import open_run
+    from neuron_ablation.scoring import evaluate
+    from tests.helpers.workflow import tiny_config
+
+    sweep = {"n_tokens": 128, "focus_seeds": 3, "sweep": {"n_tokens": 40}}  # 3 of 8 sequences
+    config = tiny_config(tiny_llama, corpus_file, methods=["zero"], eval=sweep)
+    targets = ["results/tables/table2.md", "results/figures/tiny.png"]
+    run_snakemake(tmp_path, config, "--cores", "2", *targets)
+
+    baseline = json.loads((tmp_path / "results/tiny/eval/baseline.json").read_text())
+    first = baseline["sweep"]
+    assert (first["first_items"], first["n_items"], first["n_tokens"]) == (3, 3, 3 * 15)
+    assert baseline["n_tokens"] == 8 * 15  # the whole split, as without a sweep
+    run = open_run(tmp_path)
+    rows = {name: values[:3] for name, values in run.inputs("tiny").items()}
+    direct = evaluate(run.load_model("tiny"), rows, "causal-lm", batch_size=4)
+    assert direct["top1"] == first["top1"]
+    assert math.isclose(direct["loss"], first["loss"], rel_tol=1e-9)
+
+    ablation = pl.read_csv(tmp_path / "results/tables/ablation.csv")
+    assert {"first_items", "n_items", "baseline_top1", "baseline_loss"} <= set(ablation.columns)
+    for row in ablation.iter_rows(named=True):
+        focus = row["fraction"] in (0.5, 0.9)
+        clean = baseline if focus else first
+        assert (row["n_tokens"], row["baseline_top1"]) == (clean["n_tokens"], clean["top1"])
+        assert row["first_items"] == (None if focus else 3)
+        if row["fraction"] == 0.0:  # nothing ablated: the clean model on the sweep's rows
+            assert (row["top1"], row["loss"]) == (first["top1"], first["loss"])
+    seeds = ablation.group_by("fraction").agg(pl.col("seed").n_unique()).sort("fraction")
+    assert seeds.rows() == [(0.0, 2), (0.5, 3), (0.9, 3), (1.0, 2)]
+
+    table2 = pl.read_csv(tmp_path / "results/tables/table2.csv").filter(pl.col("metric") == "top1")
+    clean = table2.filter(pl.col("setting") == "baseline")
+    assert clean.select("mean_tiny", "n_tokens_tiny").row(0) == (
+        baseline["top1"] * 100, baseline["n_tokens"]
+    )  # fmt: skip
+    ablated = table2.filter(pl.col("setting") != "baseline")
+    assert set(ablated["n_seeds_tiny"]) == {3}
+    assert set(ablated["n_tokens_tiny"]) == {baseline["n_tokens"]}
+    markdown = (tmp_path / "results/tables/table2.md").read_text()
+    assert "Scored on: tiny: baseline: one clean evaluation on 8 rows, 120 tokens" in markdown

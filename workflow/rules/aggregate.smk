@@ -3,7 +3,8 @@
 
 rule tables:
     input:
-        [path for model in MODELS for path in model_eval_results(model)],
+        results=[path for model in MODELS for path in model_eval_results(model)],
+        baselines=sweep_baselines(),
     output:
         ablation=report(
             paths.table("ablation.csv"),
@@ -35,13 +36,16 @@ rule tables:
         ENV
     params:
         tables=lambda wildcards, output: Path(output.ablation).parent,
+        baselines=baseline_args,
     shell:
-        "neuron-ablation aggregate --tables {params.tables:q} {input:q} > {log:q} 2>&1"
+        "neuron-ablation aggregate --tables {params.tables:q} {params.baselines:q}"
+        " {input.results:q} > {log:q} 2>&1"
 
 
 rule figure:
     input:
-        get_eval_results,
+        results=get_eval_results,
+        baselines=lambda w: sweep_baselines(w.model),
     output:
         report(
             paths.figure("{model}"),
@@ -56,8 +60,11 @@ rule figure:
         paths.benchmark("figure", "{model}")
     conda:
         ENV
+    params:
+        baselines=baseline_args,
     shell:
-        "neuron-ablation plot --out {output:q} {input:q} > {log:q} 2>&1"
+        "neuron-ablation plot --out {output:q} {params.baselines:q} {input.results:q}"
+        " > {log:q} 2>&1"
 
 
 for _model in MODELS:

@@ -201,10 +201,28 @@ def get_job_fractions(wildcards):
 
 def get_sweep_args(wildcards):
     """Fractions outside eval.focus on the first rows only, when eval.sweep is set."""
+    rows = get_sweep_rows_args(wildcards)
+    return rows and [*rows, "--focus", *map(str, config["eval"]["focus"])]
+
+
+def get_sweep_rows_args(wildcards):
+    """--sweep-items N, the rows of the sweep fractions when eval.sweep is set: the baseline
+    scores the clean model there too, so each fraction is drawn against its own tokens."""
     items = sweep_items(config, wildcards.model)
-    if items is None:
+    return [] if items is None else ["--sweep-items", str(items)]
+
+
+def sweep_baselines(model=None):
+    """The clean baselines the tables (model None: every model's) and a model's figure compare
+    each fraction with, on its own tokens: none unless eval.sweep is set (for some model)."""
+    models = list(MODELS) if model is None else [model]
+    if all(sweep_items(config, m) is None for m in models):
         return []
-    return ["--sweep-items", str(items), "--focus", *map(str, config["eval"]["focus"])]
+    return [paths.baseline(m) for m in models]
+
+
+def baseline_args(wildcards, input):
+    return [arg for path in input.baselines for arg in ("--baseline", path)]
 
 
 def model_outputs(model):

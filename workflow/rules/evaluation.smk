@@ -38,9 +38,10 @@ rule baseline:
         **model_resources(),
     params:
         **model_params(),
+        sweep=get_sweep_rows_args,
     shell:
         "neuron-ablation baseline --model-source={params.model:q} --task {params.task:q}"
-        " --tokens {input.tokens:q} {params.runtime:q} --threads {threads:q}"
+        " --tokens {input.tokens:q} {params.runtime:q} {params.sweep:q} --threads {threads:q}"
         " --model-name={wildcards.model:q} --model-digest {input.model:q}"
         " --out {output:q} > {log:q} 2>&1"
 
