@@ -5,6 +5,7 @@ ablated how, from which artifacts)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,9 +103,11 @@ def run_evaluation_job(job: EvaluationJob) -> None:
     pairs = list(zip(job.fractions, job.outputs, strict=True))
     reused = [(f, out) for f, out in pairs if f == 0.0 and job.baseline]
     pending = [pair for pair in pairs if pair not in reused]
+    started = time.perf_counter()
     provenance = checked_job_inputs(job)
     score = method_scorer(job) if pending else None
     ranks = read_ranks(job.selection) if pending else None
+    loaded = time.perf_counter()
     results = []
     for fraction, out in reused:
         record = provenance(fraction, {"baseline": job.baseline})
@@ -117,6 +120,14 @@ def run_evaluation_job(job: EvaluationJob) -> None:
             result = score(ablation_masks(ranks, fraction), fraction, desc)
             record = provenance(fraction, {})
             results.append((out, result | job.meta(fraction) | {PROVENANCE_KEY: record}))
+    scored = time.perf_counter()
+    # The phases' seconds, so that a job's overhead (its wall time, e.g. from its Snakemake
+    # benchmark, less the scoring) can be read from its log: benchmarks/job_seconds.py.
+    log.info(
+        "loaded model and inputs in %.2f s; scored %d fractions (%d tokens) in %.2f s",
+        loaded - started, len(pending), sum(r["n_tokens"] for _, r in results[len(reused) :]),
+        scored - loaded,
+    )  # fmt: skip
     for out, result in results:
         write_json(out, result)
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
