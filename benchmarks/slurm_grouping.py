@@ -12,6 +12,8 @@ times, each in a fresh directory under --out:
   the grouping);
 - slurm-grouped: profiles/slurm as it is.
 
+(`--runs` picks some of them; without local the results are not compared.)
+
 Each run is timed with /usr/bin/time -v (wall clock of the whole Snakemake run). For each it
 prints the jobs Snakemake planned (evaluation jobs among them), the sbatch submissions (the
 plugin's "has been submitted with SLURM jobid" lines), the wall time, and whether every
@@ -45,6 +47,7 @@ PROFILE = REPO / "profiles/slurm/config.yaml"
 # The profile keys of the grouping: what the ungrouped run leaves out.
 GROUPING_KEYS = ("groups", "group-components", "resources", "set-resource-scopes")
 EVALUATION_RULES = ("evaluate", "evaluate_focus", "evaluate_optimal")
+RUNS = ("local", "slurm-ungrouped", "slurm-grouped")
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 WALL = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)")
 
@@ -55,7 +58,7 @@ class Run:
     jobs: dict[str, int]
     submissions: int
     wall_s: float
-    identical: bool | None  # None: the reference itself
+    identical: bool | None  # None: not compared (the local run itself, or none to compare with)
 
 
 def ungrouped_profile(folder: Path) -> Path:
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--focus-seeds", type=int, default=8, help="eval.focus_seeds")
     parser.add_argument("--out", type=Path, default=None, help="runs' folder (default: a temp)")
     parser.add_argument("--keep", action="store_true", help="keep --out afterwards")
+    parser.add_argument(
+        "--runs", nargs="+", choices=RUNS, default=list(RUNS),
+        help="which runs (without local, the results are not compared)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="slurm-grouping-"))
     if out.exists():
@@ -129,29 +136,28 @@ def main(argv: list[str] | None = None) -> None:
         return snakemake_command(workdir, configfile, *extra), workdir
 
     slurm = ("--slurm-init-seconds-before-status-checks", "5")
-    local_command, local = command("local", "--cores", "2")
-    ungrouped = ungrouped_profile(out / "profile-ungrouped")
-    ungrouped_command, ungrouped_dir = command(
-        "slurm-ungrouped", "--workflow-profile", str(ungrouped), *slurm
-    )
-    grouped_command, grouped_dir = command(
-        "slurm-grouped", "--workflow-profile", str(PROFILE.parent), *slurm
-    )
-    runs = [
-        run_once("local", local_command, local, None),
-        run_once("slurm-ungrouped", ungrouped_command, ungrouped_dir, local),
-        run_once("slurm-grouped", grouped_command, grouped_dir, local),
-    ]
+    profiles = {"slurm-ungrouped": ungrouped_profile(out / "profile-ungrouped"),
+                "slurm-grouped": PROFILE.parent}  # fmt: skip
+    reference = out / "local" if "local" in args.runs else None
+    runs, workdirs = [], []
+    for name in args.runs:
+        if name == "local":
+            extra = ("--cores", "2")
+        else:
+            extra = ("--workflow-profile", str(profiles[name]), *slurm)
+        run_command, workdir = command(name, *extra)
+        runs.append(run_once(name, run_command, workdir, None if name == "local" else reference))
+        workdirs.append(workdir)
     print(f"tiny config, focus_seeds {args.focus_seeds}; runs in {out}")
     print(f"{'run':<16} {'jobs':>5} {'eval jobs':>9} {'sbatch':>6} {'wall s':>7}  same results")
     for run in runs:
         evaluations = sum(run.jobs.get(rule, 0) for rule in EVALUATION_RULES)
-        same = "reference" if run.identical is None else ("yes" if run.identical else "NO")
+        same = {None: "-", True: "yes", False: "NO"}[run.identical]
         print(
             f"{run.label:<16} {sum(run.jobs.values()):>5} {evaluations:>9} "
             f"{run.submissions if run.label != 'local' else '-':>6} {run.wall_s:>7.1f}  {same}"
         )
-    for run, workdir in zip(runs, (local, ungrouped_dir, grouped_dir), strict=True):
+    for run, workdir in zip(runs, workdirs, strict=True):
         print(f"\n== {run.label}: benchmarks/job_seconds.py {workdir}\n{report(workdir)}")
     if not args.keep and args.out is None:
         shutil.rmtree(out)
