@@ -233,3 +233,15 @@ def test_gpu_check_reports_a_stage_that_raised_and_still_writes_the_summary(
     assert not summary["passed"] and summary["checks"] == []
     assert summary["errors"][0].startswith("compare:\nTraceback")
     assert "causal-cpu-bfloat16/stats.zarr" in summary["errors"][0]
+
+
+@pytest.mark.workflow
+def test_job_seconds_reads_every_evaluation_log_of_the_tiny_run(pipeline_run):
+    """The phases line of the real `neuron-ablation evaluate` logs is the one the script parses."""
+    workdir, _ = pipeline_run
+    evaluations = len(list((workdir / "results/benchmarks/evaluate").rglob("*.tsv")))
+    out = run_benchmark("job_seconds.py", str(workdir))
+    assert evaluations > 1
+    assert f"evaluation jobs: {evaluations} of {evaluations} with phases in their logs" in out
+    for rule in ("evaluate", "statistics", "baseline", "total"):
+        assert f"\n{rule} " in out, out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,11 +132,20 @@ def run_evaluation_jobs(jobs: Sequence[EvaluationJob]) -> None:
     fractions are scored, and its ranks and masks are released before the next seed.
     """
     _check_same_but_seed(jobs)
+    started = time.perf_counter()
     provenances = [checked_job_inputs(job) for job in jobs]
     pending = [_pending(job) for job in jobs]
     score = method_scorer(jobs[0]) if any(pending) else None
+    loaded = time.perf_counter()
+    tokens = 0
     for job, provenance, todo in zip(jobs, provenances, pending, strict=True):
-        _run_seed(job, provenance, score, todo)
+        tokens += _run_seed(job, provenance, score, todo)
+    # The phases' seconds, so that a job's overhead (its wall time, e.g. from its Snakemake
+    # benchmark, less the scoring) can be read from its log: benchmarks/job_seconds.py.
+    log.info(
+        "loaded model and inputs in %.2f s; scored %d fractions (%d tokens) in %.2f s",
+        loaded - started, sum(map(len, pending)), tokens, time.perf_counter() - loaded,
+    )  # fmt: skip
 
 
 def run_evaluation_job(job: EvaluationJob) -> None:
@@ -173,9 +183,9 @@ def _run_seed(
     provenance: Callable[[float, dict], dict[str, Any]],
     score: Scorer | None,
     pending: list[tuple[float, str]],
-) -> None:
+) -> int:
     """Score one seed's ``pending`` fractions with ``score``, reuse the baseline at the others,
-    then write every result of the seed."""
+    then write every result of the seed; returns the tokens (items) scored."""
     from neuron_ablation.integrity import read_result
     from neuron_ablation.io import write_json
     from neuron_ablation.selection import ablation_masks, read_ranks
@@ -198,6 +208,7 @@ def _run_seed(
     for out, result in results:
         write_json(out, result)
         log.info("top1 %.4f loss %.4f -> %s", result["top1"], result["loss"], out)
+    return sum(result["n_tokens"] for _, result in results[len(reused) :])
 
 
 def checked_job_inputs(job: EvaluationJob) -> Callable[[float, dict], dict[str, Any]]:

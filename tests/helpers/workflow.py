@@ -60,3 +60,19 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Rule -> jobs of the "Job stats" table Snakemake prints (a dry run's plan), without `all`
+    (it has no action: nothing runs or is submitted for it); {} where nothing is to be done."""
+    if "Nothing to be done" in output:
+        return {}
+    rows = output.split("Job stats:")[1].strip().splitlines()[2:]
+    jobs = {}
+    for row in rows:
+        parts = row.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    jobs.pop("all", None)
+    return jobs

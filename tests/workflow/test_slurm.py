@@ -12,6 +12,7 @@ with single-node-slurm-stop.sh.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import shutil
@@ -26,11 +27,13 @@ import pytest
 import yaml
 import yte
 
-from tests.helpers.workflow import REPO, tiny_config
+from tests.helpers.workflow import REPO, job_stats, tiny_config
 
 PROFILE = REPO / "profiles/slurm/config.yaml"
 SLURM_SCRIPT_ENV = "NEURON_ABLATION_SLURM_SCRIPT"
 MACHINE_RULES = ("statistics", "train_vit", "train_mlm")
+# The rules whose jobs profiles/slurm bundles into the model's group evaluate_<model>.
+EVALUATION_GROUP = {"evaluate": "evaluate_{model}", "evaluate_focus": "evaluate_{model}"}
 
 
 # --- the profile's probes, without a cluster
@@ -68,6 +71,26 @@ def test_profile_fits_smallest_node_and_polls_squeue_without_accounting(monkeypa
     assert profile["set-resources"]["neurons"]["mem_mb"] == 3000
     assert profile["set-resources"]["tables"]["mem_mb"] == 2000
     assert set(MACHINE_RULES) <= set(profile["set-threads"])
+
+
+def test_profile_bundles_each_models_evaluations_to_run_in_turn(monkeypatch, tmp_path):
+    profile = profile_with_path(monkeypatch, tmp_path)
+    groups = dict(entry.split("=") for entry in profile["groups"])
+    assert {rule: groups[rule] for rule in EVALUATION_GROUP} == EVALUATION_GROUP
+    assert groups["evaluate_optimal"] == "evaluate_optimal_{model}"  # one model per group
+    assert all("{model}" in group for group in groups.values())
+    assert set(group_sizes(profile)) == set(groups.values())
+    assert all(size > 1 for size in group_sizes(profile).values())
+    # one slot per evaluation job, one per group and local to it: a group's jobs run in turn
+    assert profile["resources"] == ["evaluation_slots=1"]
+    assert profile["set-resource-scopes"] == ["evaluation_slots=local"]
+    for rule in groups:
+        assert profile["set-resources"][rule] == {"evaluation_slots": 1}
+
+
+def group_sizes(profile: dict) -> dict[str, int]:
+    """Group -> components per submission, from the profile's group-components."""
+    return {name: int(n) for name, n in (e.split("=") for e in profile["group-components"])}
 
 
 def test_profile_keeps_sacct_where_accounting_works(monkeypatch, tmp_path):
@@ -143,19 +166,8 @@ def run(command: list[str], timeout: float = 120) -> str:
 
 
 def planned_jobs(command: list[str]) -> dict[str, int]:
-    """Rule -> jobs of the dry run; `all` has no action, so Snakemake submits no job for it."""
-    output = run([*command, "--dry-run"])
-    if "Nothing to be done" in output:
-        return {}
-    rows = output.split("Job stats:")[1].strip().splitlines()[2:]
-    jobs = {}
-    for row in rows:
-        parts = row.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    jobs.pop("all", None)
-    return jobs
+    """Rule -> jobs of the dry run (`all` left out: Snakemake submits no job for it)."""
+    return job_stats(run([*command, "--dry-run"]))
 
 
 def run_id(output: str) -> str:
@@ -168,18 +180,40 @@ def submitted_ids(output: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", output)
 
 
+def submitted_groups(output: str, group: str) -> list[str]:
+    """Slurm ids of the group jobs of ``group`` (the plugin logs them to slurm_logs/group_...)."""
+    return re.findall(
+        rf"has been submitted with SLURM jobid (\d+) \(log: \S*/group_{re.escape(group)}_", output
+    )
+
+
 def slurm_jobs(run_uuid: str) -> dict[str, dict[str, str]]:
     """Every job of a Snakemake run that slurmctld knows (MinJobAge keeps finished ones 10 min):
-    id -> state, CPUs and the plugin's comment (rule_<rule>_wildcards_<values>)."""
+    id -> state, CPUs, time limit and the plugin's comment (rule_<rule>_wildcards_<values>; for
+    a group job rule_<group>_<rules>)."""
     listing = subprocess.run(
-        ["squeue", "--noheader", "--states=all", f"--name={run_uuid}", "--format=%i|%T|%C|%k"],
+        ["squeue", "--noheader", "--states=all", f"--name={run_uuid}", "--format=%i|%T|%C|%l|%k"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     jobs = {}
     for line in listing.splitlines():
-        job_id, state, cpus, comment = line.strip().split("|", 3)
-        jobs[job_id] = {"state": state, "cpus": cpus, "comment": comment}
+        job_id, state, cpus, limit, comment = line.strip().split("|", 4)
+        jobs[job_id] = {"state": state, "cpus": cpus, "limit": limit, "comment": comment}
     return jobs
+
+
+def chunk_sizes(total: int, size: int) -> list[int]:
+    """Jobs per group when Snakemake cuts ``total`` components into groups of ``size``."""
+    return sorted([size] * (total // size) + ([total % size] if total % size else []))
+
+
+def minutes(limit: str) -> int:
+    """squeue's time limit ([days-]hours:minutes:seconds, or minutes:seconds) in minutes."""
+    days, _, clock = limit.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = 60 * seconds + int(part)
+    return int(days or 0) * 1440 + seconds // 60
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -239,7 +273,8 @@ def test_pipeline_on_slurm_equals_local_run_and_resumes(slurm_cluster, pipeline_
     try:
         wait_for(lambda: "SLURM run ID" in log.read_text(), 120, "SLURM run ID", log)
         first_id = run_id(log.read_text())
-        evaluation = re.compile(r"rule_evaluate_wildcards_tiny_(mean|peak)_")
+        # the group job of the tiny model's evaluations: it starts once the statistics exist
+        evaluation = re.compile(r"rule_evaluate_tiny_evaluate")
 
         def evaluation_runs() -> bool:
             assert first.poll() is None, f"Snakemake ended early:\n{log.read_text()[-3000:]}"
@@ -274,9 +309,25 @@ def test_pipeline_on_slurm_equals_local_run_and_resumes(slurm_cluster, pipeline_
     remaining = planned_jobs(resumed)
     assert 0 < sum(remaining.values()) < sum(all_jobs.values())
     output = run(resumed, timeout=900)
+    submitted = submitted_ids(output)
+    # squeue forgets a job MinJobAge (600 s) after its end: on a loaded machine the first jobs of
+    # a long resumed run are gone; the group jobs end just before the last three jobs, so stay.
     second_jobs = slurm_jobs(run_id(output))
-    assert sorted(second_jobs) == sorted(submitted_ids(output))
-    assert len(second_jobs) == sum(remaining.values())  # every job went through sbatch
+    assert set(second_jobs) <= set(submitted)
+    # every job went through sbatch, the evaluations in groups of up to group-components
+    evaluations = sum(remaining.pop(rule, 0) for rule in EVALUATION_GROUP)
+    size = group_sizes(yte.process_yaml(PROFILE.read_text()))["evaluate_{model}"]
+    group_ids = submitted_groups(output, "evaluate_tiny")
+    groups = [second_jobs[i] for i in group_ids]
+    assert all(evaluation.match(j["comment"]) for j in groups)
+    assert evaluations >= 2  # the first run was stopped before its group job could end
+    assert len(groups) == math.ceil(evaluations / size) < evaluations
+    assert len(submitted) == sum(remaining.values()) + len(groups)
+    # a group runs its jobs in turn: it asks for one job's CPUs and the sum of their runtimes
+    runtime = config["models"]["tiny"]["resources"]["runtime"]
+    assert sorted(minutes(j["limit"]) for j in groups) == [
+        runtime * n for n in chunk_sizes(evaluations, size)
+    ]
     assert {j["state"] for j in second_jobs.values()} == {"COMPLETED"}
     assert {j["cpus"] for j in second_jobs.values()} == {"1"}
     assert planned_jobs(command) == {}

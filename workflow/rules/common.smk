@@ -323,15 +323,18 @@ def focus_block_name(seeds):
 
 
 def take_focus_settings(name):
-    """Give the rule `name` of a block of focus-only seeds what --set-threads and --set-resources
-    give evaluate_focus (profiles/slurm), since Snakemake matches them by rule name and a block's
-    rule is named by its seeds; entries of `name` itself still win."""
+    """Give the rule `name` of a block of focus-only seeds what --set-threads, --set-resources and
+    --groups give evaluate_focus (profiles/slurm), since Snakemake matches them by rule name and
+    a block's rule is named by its seeds; entries of `name` itself still win."""
     resources, settings = getattr(rules, name).rule.resources, workflow.resource_settings
     threads = settings.overwrite_threads
     if "evaluate_focus" in threads:
         resources["_cores"] = threads.get(name, threads["evaluate_focus"])
     for entry in ("evaluate_focus", name):
         resources.update(settings.overwrite_resources.get(entry, {}))
+    groups = workflow.group_settings.overwrite_groups  # --groups (profiles/slurm), by rule name
+    if "evaluate_focus" in groups and name not in groups:
+        getattr(rules, name).rule.group = groups["evaluate_focus"]
 
 
 def get_optional_input_args(wildcards, input):
