@@ -8,8 +8,9 @@ tiny model and corpus of the tests, then runs the tiny config (methods zero, mea
 times, each in a fresh directory under --out:
 
 - local: `snakemake --cores 2` with profiles/default, the reference results;
-- slurm-ungrouped: profiles/slurm without its grouping keys (one sbatch job per job, as before
-  the grouping);
+- slurm-ungrouped: profiles/slurm without its grouping keys and with
+  `eval.focus_seeds_per_job: 1`: one job, and one sbatch job, per (method, seed), as before the
+  grouping and the blocks of seeds;
 - slurm-grouped: profiles/slurm as it is.
 
 (`--runs` picks some of them; without local the results are not compared.)
@@ -25,6 +26,7 @@ same machine in one call.
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import shutil
 import subprocess
@@ -132,7 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         workdir = out / name
         workdir.mkdir()
         configfile = workdir / "config.yaml"
-        configfile.write_text(yaml.safe_dump(config))
+        settings = copy.deepcopy(config)
+        if name == "slurm-ungrouped":  # one job per focus-only seed, as before the blocks
+            settings["eval"]["focus_seeds_per_job"] = 1
+        configfile.write_text(yaml.safe_dump(settings))
         return snakemake_command(workdir, configfile, *extra), workdir
 
     slurm = ("--slurm-init-seconds-before-status-checks", "5")
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"tiny config, focus_seeds {args.focus_seeds}; runs in {out}")
     print(f"{'run':<16} {'jobs':>5} {'eval jobs':>9} {'sbatch':>6} {'wall s':>7}  same results")
     for run in runs:
-        evaluations = sum(run.jobs.get(rule, 0) for rule in EVALUATION_RULES)
+        evaluations = sum(n for rule, n in run.jobs.items() if rule.startswith(EVALUATION_RULES))
         same = {None: "-", True: "yes", False: "NO"}[run.identical]
         print(
             f"{run.label:<16} {sum(run.jobs.values()):>5} {evaluations:>9} "

@@ -239,7 +239,9 @@ def test_gpu_check_reports_a_stage_that_raised_and_still_writes_the_summary(
 def test_job_seconds_reads_every_evaluation_log_of_the_tiny_run(pipeline_run):
     """The phases line of the real `neuron-ablation evaluate` logs is the one the script parses."""
     workdir, _ = pipeline_run
-    evaluations = len(list((workdir / "results/benchmarks/evaluate").rglob("*.tsv")))
+    benchmarks = workdir / "results/benchmarks"
+    # evaluate, evaluate_focus (blocks of focus-only seeds) and evaluate_optimal, where run
+    evaluations = len(list(benchmarks.glob("evaluate*/**/*.tsv")))
     out = run_benchmark("job_seconds.py", str(workdir))
     assert evaluations > 1
     assert f"evaluation jobs: {evaluations} of {evaluations} with phases in their logs" in out

@@ -106,9 +106,13 @@ def test_slurm_profile_sets_resources_of_real_rules():
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     rules = set(rule_blocks())
+    evaluations = {"evaluate", "evaluate_focus", "evaluate_optimal"}
     for rule, resources in profile["set-resources"].items():
-        assert rule in rules, rule
-        assert {"gpu", "mem_mb", "runtime"} <= set(resources), rule
+        assert rule in rules | {"evaluate_focus", "evaluate_optimal"}, rule  # not `rule x:` blocks
+        if rule in evaluations:  # the slot that runs a group's jobs in turn; gpu, mem_mb and
+            assert set(resources) == {"evaluation_slots"}, rule  # runtime: the model's config
+        else:
+            assert {"gpu", "mem_mb", "runtime"} <= set(resources), rule
     # evaluate_focus: the threads of every evaluate_focus_<first>_<last> rule, one per block of
     # focus-only seeds (common.smk take_focus_settings), which no profile can name
     assert set(profile["set-threads"]) <= rules | {"evaluate_focus"}
