@@ -69,6 +69,7 @@ def ablated(
         the :class:`Ablation` folded in (mask and constants).
     """
     from neuron_ablation.ablation import folded_constant_ablation
+    from neuron_ablation.architectures import check_widths
 
     if run is not None:
         if constants is not None or mask is not None:
@@ -80,7 +81,7 @@ def ablated(
         masks, values = _given_ablation(constants, mask)
     else:
         raise ValueError("pass run and name (with method, fraction, seed), or constants and mask")
-    _check_widths(model, masks)
+    check_widths(model, masks)
     with folded_constant_ablation(model, masks, values):
         yield Ablation(
             mask=_stacked(masks).astype(bool),
@@ -120,18 +121,6 @@ def _given_ablation(constants, mask) -> tuple[list[torch.Tensor], list[torch.Ten
         raise ValueError("constants: NaN at an ablated neuron")
     c, m = c.flatten(1), m.flatten(1)
     return list(m), list(torch.nan_to_num(c, nan=0.0))
-
-
-def _check_widths(model: nn.Module, masks: Sequence[torch.Tensor]) -> None:
-    from neuron_ablation.architectures import neuron_widths
-
-    widths = neuron_widths(model)
-    given = [len(m) for m in masks]
-    if given != widths:
-        raise ValueError(
-            f"the ablation has {len(given)} layers of {sorted(set(given))} neurons, the model "
-            f"{len(widths)} layers of {sorted(set(widths))}: they belong to different models"
-        )
 
 
 def _stacked(rows: Sequence[torch.Tensor]) -> np.ndarray:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the table is read by the pre-flight check, which must not import torch
+    from collections.abc import Sequence
+
+    import torch
     from torch import nn
 
 WeightLayout = Literal["linear", "conv1d"]
@@ -146,3 +149,15 @@ def neuron_widths(model: nn.Module) -> list[int]:
     """Neurons per layer: the input width of each attention output projection."""
     layout = architecture_of(model).layout
     return [projection_width(p, layout) for p in attention_output_projections(model)]
+
+
+def check_widths(model: nn.Module, masks: Sequence[torch.Tensor], origin: str = "") -> None:
+    """Stop when the per-layer masks bool [neuron] (read from ``origin``, if named) do not fit
+    the model's neurons."""
+    widths, given = neuron_widths(model), [len(m) for m in masks]
+    if given != widths:
+        source = f" ({origin})" if origin else ""
+        raise ValueError(
+            f"the ablation{source} has {len(given)} layers of {sorted(set(given))} neurons, the "
+            f"model {len(widths)} layers of {sorted(set(widths))}: they belong to different models"
+        )

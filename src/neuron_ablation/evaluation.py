@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuron_ablation.architectures import check_widths
 from neuron_ablation.finite import of_model
 from neuron_ablation.metrics import SWEEP_KEY, first_rows, token_set
 from neuron_ablation.provenance import PROVENANCE_KEY
@@ -287,6 +288,7 @@ def _folded_scorer(
     fraction)``) into the output projections."""
 
     def score(masks: Sequence[torch.Tensor], fraction: float, desc: str) -> dict[str, Any]:
+        check_widths(model, masks, job.selection)
         inputs = job.scored_columns(columns, fraction)
         values = values_at(masks, fraction)
         return evaluate_constant_ablation(
@@ -313,6 +315,7 @@ def _resample_scorer(job: EvaluationJob) -> Scorer:
     model, columns = _load(job)
 
     def score(masks: Sequence[torch.Tensor], fraction: float, desc: str) -> dict[str, Any]:
+        check_widths(model, masks, job.selection)
         inputs = job.scored_columns(columns, fraction)
         return evaluate_resample_ablation(
             model, inputs, job.task, masks, bank, job.batch_size, desc=desc

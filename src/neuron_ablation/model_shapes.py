@@ -4,7 +4,9 @@ stage commands (before any compute), without torch."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from neuron_ablation.architectures import ARCHITECTURES
@@ -53,6 +55,26 @@ def model_shape(config: dict[str, Any]) -> ModelShape:
         # RoBERTa numbers positions from padding_idx + 1 (514 embeddings hold 512 tokens).
         max_positions -= int(config.get("pad_token_id") or 0) + 1
     return ModelShape(config.get("model_type"), n_layers, width, max_positions, positions_field)
+
+
+def config_neuron_widths(source: str) -> list[int] | None:
+    """Neurons per layer of a supported model, read from the ``config.json`` of ``source`` (a
+    local directory, or a hub id through huggingface_hub's cache, which transformers shares);
+    None where the file or a field is missing (then only building the model can tell)."""
+    config = _source_config(source)
+    if config is None or config.get("model_type") not in ARCHITECTURES:
+        return None
+    shape = model_shape(config)
+    return [shape.width] * shape.n_layers if shape.n_layers and shape.width else None
+
+
+def _source_config(source: str) -> dict[str, Any] | None:
+    path = Path(source) / "config.json"
+    if not Path(source).exists():
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(source, "config.json"))
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def seq_len_problem(config: dict[str, Any], seq_len: int) -> str | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 import zarr
 
 from neuron_ablation.integrity_zarr import (
@@ -24,6 +24,9 @@ from neuron_ablation.integrity_zarr import (
 )
 from neuron_ablation.io import atomic_output
 from neuron_ablation.provenance import PROVENANCE_KEY
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("neuron_ablation")
 
@@ -45,6 +48,8 @@ def n_ablated_per_layer(fraction: float, width: int) -> int:
 
 def ablation_masks(ranks: np.ndarray, fraction: float) -> list[torch.Tensor]:
     """Per layer bool [neuron]: the neurons ablated at ``fraction``."""
+    import torch
+
     return [torch.from_numpy(row < n_ablated_per_layer(fraction, len(row))) for row in ranks]
 
 
@@ -76,11 +81,19 @@ def read_ranks(path: str | Path) -> np.ndarray:
 def write_model_selection(
     model_source: str, task: str, seed: int, out: str, model_digest: str | None = None
 ) -> None:
-    """Stage 3: the nested random order of the model's neurons for ``seed`` -> Zarr ``out``."""
-    from neuron_ablation.models import neuron_widths_of
+    """Stage 3: the nested random order of the model's neurons for ``seed`` -> Zarr ``out``.
+
+    The widths come from ``config.json`` where it states them (no torch, no transformers: a
+    job of milliseconds after Python starts); the evaluation checks them against the model."""
+    from neuron_ablation.model_shapes import config_neuron_widths
     from neuron_ablation.provenance import make_record, model_input
 
     provenance = make_record({"model": model_input(model_source, model_digest)}, {"seed": seed})
-    ranks = neuron_ranks(neuron_widths_of(model_source, task), seed)
+    widths = config_neuron_widths(model_source)
+    if widths is None:
+        from neuron_ablation.models import neuron_widths_of
+
+        widths = neuron_widths_of(model_source, task)
+    ranks = neuron_ranks(widths, seed)
     write_selection(out, ranks, seed, provenance)
     log.info("wrote %s", out)

@@ -15,7 +15,7 @@ import yaml
 from neuron_ablation import cli
 from neuron_ablation.architectures import ARCHITECTURES
 from neuron_ablation.config import ConfigError, validate_config
-from neuron_ablation.model_shapes import attention_problems, model_shape
+from neuron_ablation.model_shapes import attention_problems, config_neuron_widths, model_shape
 from neuron_ablation.preflight import PreflightError, preflight
 from neuron_ablation.preflight_data import CHARS_PER_TOKEN, _part_of_each_document
 from neuron_ablation.preflight_hub import Hub
@@ -487,7 +487,9 @@ def test_every_tiny_model_passes_and_its_width_is_what_the_model_has(tmp_path, a
     directory = save_model(tmp_path / architecture, architecture)
     config = json.loads((directory / "config.json").read_text())
     assert attention_problems(config) == []
-    assert model_shape(config).width == neuron_widths(load(directory, architecture))[0]
+    widths = neuron_widths(load(directory, architecture))
+    assert model_shape(config).width == widths[0]
+    assert config_neuron_widths(str(directory)) == widths  # what the select stage uses
 
 
 def test_tokenizer_without_eos_is_refused_before_any_job(good, model_dir):

@@ -35,3 +35,50 @@ def test_full_fraction_ablates_every_neuron_of_opt_width():
     assert n_ablated_per_layer(1.0, 2048) == 2048
     with pytest.raises(ValueError, match="fraction"):
         n_ablated_per_layer(1.5, 10)
+
+
+def test_select_stage_reads_widths_from_config_without_torch(tmp_path):
+    """The select job runs once per (model, seed): it must not pay for importing torch or
+    transformers (seconds) to write a few kilobytes; its ranks are those of the model's widths."""
+    import subprocess
+    import sys
+
+    from tests.helpers.tiny_models import save_model
+
+    directory = save_model(tmp_path / "llama", "llama")
+    out = tmp_path / "seed3.zarr"
+    script = (
+        "import sys\n"
+        "from neuron_ablation.selection import write_model_selection, read_ranks\n"
+        f"write_model_selection({str(directory)!r}, 'causal-lm', 3, {str(out)!r})\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    from neuron_ablation.architectures import neuron_widths
+    from neuron_ablation.selection import read_ranks
+    from tests.helpers.tiny_models import load
+
+    widths = neuron_widths(load(directory, "llama"))
+    np.testing.assert_array_equal(read_ranks(out), neuron_ranks(widths, 3))
+
+
+def test_a_selection_of_another_model_is_refused_before_scoring():
+    """The evaluation's scorers call check_widths on every mask set (config-read widths are
+    checked against the loaded model)."""
+    from neuron_ablation.architectures import check_widths
+
+    masks = ablation_masks(neuron_ranks([8, 8], seed=0), 0.5)
+    with pytest.raises(ValueError, match=r"sel\.zarr.*2 layers of \[8\].*different models"):
+        check_widths(_tiny_llama(), masks, "sel.zarr")
+
+
+def _tiny_llama():
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config)
