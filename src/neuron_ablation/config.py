@@ -119,8 +119,35 @@ def check_config(config: dict[str, Any]) -> None:
             "`seeds`; allowed: null or at least that many (the focus fractions use every seed "
             "of `seeds`, then more)"
         )
+    problems += _check_seed_counts(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_seed_counts(config: dict[str, Any]) -> list[str]:
+    """eval.focus_methods and the optimal.seeds: methods of `methods`, seeds that the methods
+    optimal is compared with have at its fractions."""
+    problems = []
+    chosen = config["eval"].get("focus_methods") or []
+    allowed = [m for m in config["methods"] if m != "optimal"]
+    if [m for m in chosen if m not in allowed]:
+        problems.append(
+            f"eval.focus_methods: {[m for m in chosen if m not in allowed]} are not methods of "
+            f"this run, or are optimal (whose seeds are optimal.seeds); allowed: {allowed}"
+        )
+    n_focus = len(focus_seeds(config))
+    fields = {"optimal.seeds": config["optimal"]["seeds"]} | {
+        f"models.{name}.optimal.seeds": model["optimal"]["seeds"]
+        for name, model in config["models"].items()
+        if "seeds" in model.get("optimal", {})
+    }
+    for field, wanted in fields.items():
+        if wanted is not None and wanted > n_focus:
+            problems.append(
+                f"{field}: {wanted} is more than the {n_focus} seeds the other methods have at "
+                f"the focus fractions (eval.focus_seeds); allowed: 1 to {n_focus}"
+            )
+    return problems
 
 
 def _check_subset(field: str, fractions: list[float] | None, grid: list[str]) -> list[str]:
@@ -203,9 +230,29 @@ def method_fractions(config: dict[str, Any], method: str) -> list[float]:
 def focus_seeds(config: dict[str, Any]) -> list[int]:
     """Seeds at the ``eval.focus`` fractions: ``seeds``, then the next integers above the
     largest up to ``eval.focus_seeds`` of them."""
-    seeds = list(config["seeds"])
-    wanted = config["eval"].get("focus_seeds") or len(seeds)
-    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + wanted - len(seeds)))
+    return _more_seeds(config["seeds"], config["eval"].get("focus_seeds"))
+
+
+def _more_seeds(seeds: list[int], wanted: int | None) -> list[int]:
+    """The first ``wanted`` of ``seeds`` followed by the integers above its largest (all of
+    ``seeds`` when ``wanted`` is None)."""
+    wanted = len(seeds) if wanted is None else wanted
+    extra = range(max(seeds) + 1, max(seeds) + 1 + wanted - len(seeds))
+    return list(seeds)[:wanted] + list(extra)
+
+
+def focus_methods(config: dict[str, Any]) -> list[str]:
+    """The methods scored with :func:`focus_seeds` at the focus fractions (``eval.focus_methods``;
+    default every method but optimal, whose seeds are ``optimal.seeds``)."""
+    chosen = config["eval"].get("focus_methods")
+    return [m for m in config["methods"] if m != "optimal" and (chosen is None or m in chosen)]
+
+
+def optimal_seeds(config: dict[str, Any], model: str) -> list[int]:
+    """The seeds optimal is trained and scored on for ``model``: the first ``optimal.seeds``
+    (the model's own over the global; default all of ``seeds``) of :func:`focus_seeds` order."""
+    wanted = config["models"][model].get("optimal", {}).get("seeds", config["optimal"]["seeds"])
+    return _more_seeds(config["seeds"], wanted)
 
 
 def focus_only_blocks(config: dict[str, Any]) -> list[list[int]]:
@@ -221,19 +268,24 @@ def is_focus(config: dict[str, Any], fraction: float) -> bool:
     return fraction_label(fraction) in {fraction_label(f) for f in config["eval"]["focus"]}
 
 
-def seeds_at(config: dict[str, Any], method: str, fraction: float) -> list[int]:
-    """The seeds that score ``method`` at ``fraction``: :func:`focus_seeds` at a focus
-    fraction, ``seeds`` elsewhere and for optimal (its constants are trained per seed)."""
-    if method == "optimal" or not is_focus(config, fraction):
-        return list(config["seeds"])
-    return focus_seeds(config)
+def seeds_at(config: dict[str, Any], model: str, method: str, fraction: float) -> list[int]:
+    """The seeds that score ``method`` at ``fraction`` for ``model``: :func:`optimal_seeds` for
+    optimal (its constants are trained per seed); :func:`focus_seeds` at a focus fraction for
+    the :func:`focus_methods`; ``seeds`` elsewhere."""
+    if method == "optimal":
+        return optimal_seeds(config, model)
+    if is_focus(config, fraction) and method in focus_methods(config):
+        return focus_seeds(config)
+    return list(config["seeds"])
 
 
 def optimal_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     """steps, batch_size, seq_len (the model's own when null) and lr of ``model``'s optimal
     training: its own ``optimal`` entry over the global section."""
-    settings = {k: v for k, v in config["optimal"].items() if k != "fractions"}
-    settings |= config["models"][model].get("optimal", {})
+    settings = {k: v for k, v in config["optimal"].items() if k not in ("fractions", "seeds")}
+    settings |= {
+        k: v for k, v in config["models"][model].get("optimal", {}).items() if k != "seeds"
+    }
     settings["seq_len"] = settings["seq_len"] or config["models"][model]["seq_len"]
     return settings
 

@@ -127,12 +127,62 @@ def test_focus_seeds_extend_the_seeds_at_the_focus_fractions_only(good):
     config["eval"] = {"focus_seeds": 5, "focus": [0.5]}
     validate_config(config)
     assert focus_seeds(config) == [3, 7, 8, 9, 10]
-    assert seeds_at(config, "peak", 0.5) == [3, 7, 8, 9, 10]
-    assert seeds_at(config, "peak", 0.9) == [3, 7]
-    assert seeds_at(config, "optimal", 0.5) == [3, 7]  # trained per seed: stays on `seeds`
+    assert seeds_at(config, "tiny", "peak", 0.5) == [3, 7, 8, 9, 10]
+    assert seeds_at(config, "tiny", "peak", 0.9) == [3, 7]
+    assert seeds_at(config, "tiny", "optimal", 0.5) == [3, 7]  # optimal.seeds: null = `seeds`
     del config["eval"]["focus_seeds"]
     validate_config(config)
-    assert seeds_at(config, "peak", 0.5) == [3, 7]
+    assert seeds_at(config, "tiny", "peak", 0.5) == [3, 7]
+
+
+def test_focus_methods_and_optimal_seeds_choose_who_gets_the_seeds(good):
+    config = copy.deepcopy(good)
+    config["methods"] = ["zero", "mean", "peak", "optimal"]
+    config["seeds"] = [3, 7]
+    config["eval"] = {"focus_seeds": 5, "focus": [0.5], "focus_methods": ["mean", "peak"]}
+    config["optimal"] = {"seeds": 1}
+    config["models"]["other"] = copy.deepcopy(config["models"]["tiny"]) | {"optimal": {"seeds": 4}}
+    validate_config(config)
+    assert seeds_at(config, "tiny", "zero", 0.5) == [3, 7]  # not a focus method: `seeds`
+    assert seeds_at(config, "tiny", "mean", 0.5) == [3, 7, 8, 9, 10]
+    assert seeds_at(config, "tiny", "optimal", 0.5) == [3]  # the first of the focus seeds
+    assert seeds_at(config, "other", "optimal", 0.5) == [3, 7, 8, 9]  # the model's own
+    assert "seeds" not in optimal_settings(config, "other")  # not a training argument
+    del config["eval"]["focus_methods"]
+    validate_config(config)
+    assert seeds_at(config, "tiny", "zero", 0.5) == [3, 7, 8, 9, 10]  # null: all but optimal
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["eval"].update(focus_methods=["mean", "median"]),
+            r"eval.focus_methods: \['median'\] are not methods.*allowed: \['zero', 'mean'",
+        ),
+        (
+            lambda c: c["eval"].update(focus_methods=["optimal"]),
+            r"eval.focus_methods: \['optimal'\].*optimal.seeds",
+        ),
+        (
+            lambda c: c.update(optimal={"seeds": 6}),
+            r"optimal.seeds: 6 is more than the 5 seeds.*allowed: 1 to 5",
+        ),
+        (
+            lambda c: c["models"]["tiny"].update(optimal={"seeds": 9}),
+            r"models.tiny.optimal.seeds: 9 is more than the 5 seeds",
+        ),
+        (lambda c: c.update(optimal={"seeds": 0}), r"optimal.seeds"),
+        (lambda c: c["eval"].update(focus_methods=[]), r"eval.focus_methods"),
+    ],
+)
+def test_bad_seed_counts_are_refused_naming_the_field(good, change, message):
+    config = copy.deepcopy(good)
+    config["methods"] = ["zero", "mean", "peak", "optimal"]
+    config["eval"] = {"focus_seeds": 5}
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,25 @@ def test_only_invalidated_jobs_rerun(pipeline_run, change, expected):
     run_snakemake(workdir, config, "-n", "--cores", "1")  # restore the original config file
 
 
+def test_seeds_go_to_the_focus_methods_and_optimal_has_its_own(pipeline_run):
+    """eval.focus_methods: [mean] drops the focus-only seed of zero and peak (nothing reruns);
+    optimal.seeds: 3 (seeds [0, 1], focus seed 2) trains and scores optimal on seeds 0-2, the
+    seed beyond `seeds` included, with the selection that already exists."""
+    workdir, config = pipeline_run
+    changed = copy.deepcopy(config)
+    changed["eval"]["focus_methods"] = ["mean"]
+    jobs = dry_run_jobs(workdir, changed)
+    assert not {r for r in jobs if r.startswith(("evaluate", "select", "statistics"))}
+    changed["methods"] = [*config["methods"], "optimal"]
+    changed["optimal"] = {"seeds": 3, "fractions": [0.5], "steps": 1, "batch_size": 1}
+    jobs = dry_run_jobs(workdir, changed)
+    assert {r: n for r, n in jobs.items() if r.startswith(("evaluate", "optimal", "select"))} == {
+        "optimal": 3,
+        "evaluate_optimal": 3,
+    }
+    run_snakemake(workdir, config, "-n", "--cores", "1")  # restore the original config file
+
+
 def test_focus_only_seeds_score_the_focus_fractions_only(pipeline_run):
     """eval.focus_seeds: 3 with seeds [0, 1]: seed 2 ablates its own nested selection at 50 % and
     90 % (Table 2's fractions) and is not scored elsewhere."""

@@ -5,6 +5,7 @@ from neuron_ablation import paths
 from neuron_ablation.config import (
     SCHEMA_PATH,
     check_config,
+    focus_methods,
     focus_only_blocks,
     input_count,
     is_focus,
@@ -181,7 +182,7 @@ def model_eval_results(model):
         paths.eval_result(model, method, seed, paths.fraction_label(fraction))
         for method in model_methods(config, model)
         for fraction in method_fractions(config, method)
-        for seed in seeds_at(config, method, fraction)
+        for seed in seeds_at(config, model, method, fraction)
     ]
 
 

@@ -104,9 +104,7 @@ for block in FOCUS_ONLY_BLOCKS:
         benchmark:
             paths.benchmark("evaluate_focus", label)
         wildcard_constraints:
-            method=_alternatives(
-                m for m in config["methods"] if not method_spec(m).needs_training
-            ),
+            method=_alternatives(focus_methods(config)),
         conda:
             ENV
         threads: 1

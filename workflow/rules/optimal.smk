@@ -44,3 +44,4 @@ use rule evaluate as evaluate_optimal with:
         ],
     wildcard_constraints:
         method="optimal",
+        seed=r"\d+",  # optimal.seeds, which may go beyond `seeds`
