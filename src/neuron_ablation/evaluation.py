@@ -345,14 +345,13 @@ def run_baseline(
     figures stay those of the whole split.
     """
     from neuron_ablation.io import write_json
-    from neuron_ablation.models import load_model_and_inputs
-    from neuron_ablation.provenance import check_artifact, make_record, model_input
+    from neuron_ablation.models import load_checked_model_and_inputs
 
-    model_record = model_input(model_source, model_digest)
-    check_artifact(tokens, {"inputs.model": model_record["id"]})
     settings = {"dtype": dtype} | ({} if sweep_items is None else {"sweep_items": sweep_items})
-    provenance = make_record({"model": model_record, "tokens": tokens}, settings)
-    model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
+    model, columns, provenance = load_checked_model_and_inputs(
+        model_source, task, tokens, "tokens", settings,
+        device=device, dtype=dtype, model_digest=model_digest,
+    )  # fmt: skip
     with of_model(model_name, "baseline"):
         result = evaluate(model, columns, task, batch_size)
     result |= {"model": model_name, "n_ablated": 0, PROVENANCE_KEY: provenance}

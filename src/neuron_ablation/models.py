@@ -86,3 +86,25 @@ def load_model_and_inputs(
     from neuron_ablation.io import read_model_inputs
 
     return load_model(source, task, device, dtype), read_model_inputs(tokens)
+
+
+def load_checked_model_and_inputs(
+    source: str,
+    task: str,
+    tokens: str,
+    role: str,
+    settings: dict,
+    *,
+    device: str = "auto",
+    dtype: str = "float32",
+    model_digest: str | None = None,
+) -> tuple[nn.Module, dict, dict]:
+    """:func:`load_model_and_inputs`, after checking that ``tokens`` was made from this model
+    (before any weight loads), with the provenance record of a job that reads the model and
+    ``tokens`` (as ``role``) with ``settings``."""
+    from neuron_ablation.provenance import check_artifact, make_record, model_input
+
+    model_record = model_input(source, model_digest)
+    check_artifact(tokens, {"inputs.model": model_record["id"]})
+    record = make_record({"model": model_record, role: tokens}, settings)
+    return *load_model_and_inputs(source, task, tokens, device, dtype), record

@@ -171,14 +171,14 @@ def write_model_bank(
 ) -> None:
     """The clean model's z on the resampling inputs ``tokens`` -> the HDF5 bank ``out``."""
     from neuron_ablation.io import read_arrow
-    from neuron_ablation.models import load_model_and_inputs
-    from neuron_ablation.provenance import canonical_json, check_artifact, make_record, model_input
+    from neuron_ablation.models import load_checked_model_and_inputs
+    from neuron_ablation.provenance import canonical_json
 
     settings = inputs_settings(read_arrow(tokens), tokens)
-    model_record = model_input(model_source, model_digest)
-    check_artifact(tokens, {"inputs.model": model_record["id"]})
-    record = make_record({"model": model_record, "inputs": tokens}, {"dtype": dtype})
-    model, columns = load_model_and_inputs(model_source, task, tokens, device, dtype)
+    model, columns, record = load_checked_model_and_inputs(
+        model_source, task, tokens, "inputs", {"dtype": dtype},
+        device=device, dtype=dtype, model_digest=model_digest,
+    )  # fmt: skip
     attrs = bank_attrs(settings, model_name, model_source) | {"dtype": dtype}
     attrs["provenance"] = canonical_json(record)
     write_bank(out, model, columns, attrs, batch_size)
