@@ -64,4 +64,10 @@ def machine_record(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": str(torch.__version__) if torch is not None else None,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
+        # The vector kernels torch picked (AVX2, AVX512, ...; ATEN_CPU_CAPABILITY overrides it):
+        # with the threads, they decide float sums' order, hence a trained demo model's weights
+        # (docs/measurements.md, "What moves between machines"). The flags alone do not say it.
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()
+        if torch is not None
+        else None,
     }

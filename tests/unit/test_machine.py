@@ -38,6 +38,14 @@ def test_machine_record_is_json_and_names_torch(tmp_path):
     assert record["cpu"] == "Example CPU 9000"
     assert record["torch"] == str(torch.__version__)
     assert record["torch_threads"] == torch.get_num_threads()
+    assert record["torch_cpu_capability"] in (
+        "DEFAULT",
+        "AVX2",
+        "AVX512",
+        "ZVECTOR",
+        "VSX",
+        "SVE256",
+    )
 
 
 def test_git_commit_of_a_checkout_and_outside_one(tmp_path):
