@@ -130,10 +130,11 @@ def _check_seed_counts(config: dict[str, Any]) -> list[str]:
     problems = []
     chosen = config["eval"].get("focus_methods") or []
     allowed = [m for m in config["methods"] if m != "optimal"]
-    if [m for m in chosen if m not in allowed]:
+    outside = [m for m in chosen if m not in allowed]
+    if outside:
         problems.append(
-            f"eval.focus_methods: {[m for m in chosen if m not in allowed]} are not methods of "
-            f"this run, or are optimal (whose seeds are optimal.seeds); allowed: {allowed}"
+            f"eval.focus_methods: {outside} are not methods of this run, or are optimal (whose "
+            f"seeds are optimal.seeds); allowed: {allowed}"
         )
     n_focus = len(focus_seeds(config))
     fields = {"optimal.seeds": config["optimal"]["seeds"]} | {
@@ -282,10 +283,8 @@ def seeds_at(config: dict[str, Any], model: str, method: str, fraction: float) -
 def optimal_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     """steps, batch_size, seq_len (the model's own when null) and lr of ``model``'s optimal
     training: its own ``optimal`` entry over the global section."""
-    settings = {k: v for k, v in config["optimal"].items() if k not in ("fractions", "seeds")}
-    settings |= {
-        k: v for k, v in config["models"][model].get("optimal", {}).items() if k != "seeds"
-    }
+    merged = config["optimal"] | config["models"][model].get("optimal", {})
+    settings = {k: v for k, v in merged.items() if k not in ("fractions", "seeds")}
     settings["seq_len"] = settings["seq_len"] or config["models"][model]["seq_len"]
     return settings
 
